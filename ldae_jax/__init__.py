@@ -1,0 +1,1 @@
+"""ldae_jax: latent Denoising Autoencoders in JAX/Flax."""
