@@ -1,0 +1,90 @@
+"""Pieces shared by every config: the default l-DAE recipe as a ConfigDict, and `parse_arg`.
+
+The defaults are the paper's l-DAE recipe where it states one (PAPER.md 2-4); each field the paper leaves
+open is marked [open] with the reason for the value chosen.
+"""
+
+import math
+
+import ml_collections
+
+
+def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
+    """'a=1,b=x,flag' -> ConfigDict(a=1, b='x', flag=True); keys must be among `defaults`."""
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"unknown config argument {key!r}; known: {sorted(defaults)}")
+        kind = type(defaults[key])
+        out[key] = True if not _ else (value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+    return out
+
+
+def ldae_base() -> ml_collections.ConfigDict:
+    """The l-DAE recipe at ImageNet scale (ViT-1/2L + 1/2L, 400 epochs, batch 2048)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "imagenet2012"
+    c.data.data_dir = ""  # '' = TFDS default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
+    c.data.image_size = 256
+    c.data.augment = "random_resized_crop"  # PAPER 1.6: +0.5 over center crop
+    c.data.flip = False  # [open] DiT flips; the paper does not say
+    c.data.train_split = "train"
+    c.data.eval_split = "validation"
+
+    c.pca = ml_collections.ConfigDict()
+    c.pca.patch_size = 16
+    c.pca.d = 32  # [open] inferred from Table 3 starting at 65.1 (the d=32 column of Table 2)
+    c.pca.whiten = False  # [open] the paper's V is a plain orthonormal basis
+    c.pca.num_patches = 1_000_000  # [open] patches drawn from the train split for the covariance
+    c.pca.w_res = 0.1  # weight of the PCA residual subspace in the loss (Eq. 4)
+
+    c.noise = ml_collections.ConfigDict()
+    c.noise.schedule = "sigma_linear"  # gamma = 1, sigma linear in [0, sqrt 2] (Table 3 step 2 onward)
+    c.noise.T = 1000
+    c.noise.sigma_max = math.sqrt(2)
+    c.noise.single_sigma = math.sqrt(1 / 3)  # for schedule='single_level'; [open] sqrt(1/3) vs 1/3
+
+    c.model = ml_collections.ConfigDict()
+    c.model.size = "half_L"
+    c.model.width = 0  # 0 = from size
+    c.model.num_heads = 0
+    c.model.encoder_depth = 0
+    c.model.decoder_depth = -1  # -1 = from size
+    c.model.mlp_ratio = 4.0
+    c.model.cond_hidden_ratio = 0.25  # the paper's conditioning MLP at 1/4 width
+    c.model.adaln_zero = False  # DiT's residual gates; the l-DAE text describes LN scale and bias only
+    c.model.dtype = "bfloat16"  # compute precision; parameters stay float32
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 2048
+    c.train.num_epochs = 400.0
+    c.train.warmup_epochs = 100.0
+    c.train.total_steps = 0  # >0 overrides num_epochs
+    c.train.base_lr = 1e-4  # lr = base_lr * batch / 256
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95  # [open] MAE's pre-training value; DiT uses 0.999
+    c.train.weight_decay = 0.0
+    c.train.grad_clip = 0.0  # 0 = off; the paper reports none
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # -1 = all devices not used by fsdp
+    c.mesh.fsdp = 1
+
+    c.probe = ml_collections.ConfigDict()
+    c.probe.t = 10  # fixed t of 1000 at probe time, clean input (Appendix A default)
+    c.probe.noisy = False
+    c.probe.block = 0  # 0 = model.encoder_depth
+    c.probe.epochs = 90
+    c.probe.batch_size = 16384
+    c.probe.optimizer = "adam"  # on cached features; 'lars' with base_lr 0.1 is MAE's protocol
+    c.probe.base_lr = 1e-3  # lr = base_lr * batch / 256
+    c.probe.baselines = "random_init,pixels"  # also probed with the same head and budget; '' for none
+    c.probe.feature_batch_size = 1024
+    return c

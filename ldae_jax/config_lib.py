@@ -1,0 +1,81 @@
+"""Config checks and the one place where epochs become steps."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import ml_collections
+
+from ldae_jax.errors import UserError
+
+CHOICES = {
+    "data.augment": ("center_crop", "random_resized_crop"),
+    "noise.schedule": ("ddpm_linear_beta", "linear_gamma_sq", "sigma_linear", "single_level"),
+    "model.dtype": ("float32", "bfloat16"),
+}
+
+
+class ConfigError(UserError):
+    pass
+
+
+def _flatten(node, prefix=""):
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, (ml_collections.ConfigDict, dict)):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def check_fields(config, schema) -> None:
+    """Every field of `config` must exist in `schema` (catches typos), and choice fields take known values."""
+    known = dict(_flatten(schema))
+    for name, value in _flatten(config):
+        if name not in known:
+            close = [k for k in known if k.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config field {name!r}{hint}")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ConfigError(f"{name}={value!r} is not one of {CHOICES[name]}")
+    for name in ("train.batch_size", "noise.T", "pca.patch_size", "pca.d", "pca.num_patches"):
+        if dict(_flatten(config)).get(name, 1) < 1:
+            raise ConfigError(f"{name} must be positive")
+    if config.data.image_size % config.pca.patch_size:
+        raise ConfigError(
+            f"data.image_size={config.data.image_size} is not divisible by pca.patch_size={config.pca.patch_size}"
+        )
+
+
+def steps(num_examples: int, batch_size: int, *, epochs: float = 0.0, total_steps: int = 0) -> int:
+    """A duration in steps: `total_steps` when set, else ceil(epochs * examples / batch)."""
+    if total_steps > 0:
+        return total_steps
+    return max(1, math.ceil(epochs * num_examples / batch_size))
+
+
+def prepare_workdir(workdir: str) -> None:
+    """Create the workdir and prove it is writable, before any long work starts."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to workdir {workdir!r}: {e.strerror}; choose another --workdir") from None
+
+
+def save_config(config, workdir: str) -> None:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise UserError(f"{path} not found: pass --config, or point --workdir at a run made by ldae_jax.main")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))

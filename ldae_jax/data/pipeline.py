@@ -1,0 +1,263 @@
+"""The per-host tf.data input pipeline: TFDS builder -> host-local uint8 batches.
+
+Every host reads only its own slice of a split (`tfds.split_for_jax_process`). The training stream is infinite and
+a deterministic function of (seed, process slice): epoch e is shuffled with a seed made from (seed, process, e),
+and augmentation uses stateless random ops keyed on (seed, process, e, position in the epoch). So `start_step`
+resumes exactly, by skipping serialized records before any decoding. Images stay uint8; `normalize_images` maps
+them to [-1, 1] on device.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ldae_jax.data.fashion_mnist import DataError, prepared_builder
+
+
+def _hide_gpus_from_tensorflow() -> None:
+    """TensorFlow is only used for tf.data here and must not take accelerator memory."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except (RuntimeError, ValueError):  # devices already initialised, or a TF build without GPU support
+        pass
+
+
+_hide_gpus_from_tensorflow()
+
+DATASETS = ("fashion_mnist_local", "cifar10", "imagenet2012")
+AUGMENTS = ("center_crop", "random_resized_crop")
+MAE_SCALE = (0.2, 1.0)  # MAE pre-training's RandomResizedCrop area range
+MAE_RATIO = (3 / 4, 4 / 3)
+
+
+# ----------------------------------------------------------------------------------------------- builders
+
+
+def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """A prepared builder; `fashion_mnist_local` is prepared on demand, the others must already be (no downloads)."""
+    if name == "fashion_mnist_local":
+        return prepared_builder(data_dir)
+    if name not in DATASETS:
+        raise DataError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        root = builder.data_dir_root
+        if name == "imagenet2012":
+            how = (f"place the manual-download tars (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar) in "
+                   f"{root}/downloads/manual/ and run `tfds build imagenet2012 --data_dir={root}`")
+        else:
+            how = (f"run `tfds build {name} --data_dir={root}` on a machine with internet access and copy "
+                   f"{root}/{name} here")
+        raise DataError(f"{name} is not prepared in {builder.data_dir}: {how}.")
+    return builder
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split) -> int:
+    """Number of examples of a split or sub-split (e.g. 'train[:10%]' or a per-process split)."""
+    try:
+        return builder.info.splits[split].num_examples
+    except (KeyError, ValueError) as e:
+        raise DataError(f"Bad split {split!r} for {builder.name}: {e}") from e
+
+
+# ------------------------------------------------------------------------------------------ preprocessing
+
+
+def _resize(image: tf.Tensor, height, width) -> tf.Tensor:
+    """Antialiased bicubic resize (the MAE/torchvision interpolation) of a uint8 image, back to uint8."""
+    out = tf.image.resize(image, tf.stack([height, width]), method="bicubic", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+
+
+def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 [H, W, C] -> [size, size, C]: resize the shorter side to `size`, then crop the centre."""
+    shape = tf.shape(image)
+    height, width, short = shape[0], shape[1], tf.minimum(shape[0], shape[1])
+    factor = size / tf.cast(short, tf.float64)
+    new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(height, tf.float64) * factor), tf.int32))
+    new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(width, tf.float64) * factor), tf.int32))
+    image = tf.cond(short == size, lambda: image, lambda: _resize(image, new_h, new_w))
+    top, left = (tf.shape(image)[0] - size) // 2, (tf.shape(image)[1] - size) // 2
+    image = image[top:top + size, left:left + size]
+    image.set_shape([size, size, image.shape[-1]])
+    return image
+
+
+def _crop_window(image_shape: tf.Tensor, seed: tf.Tensor, scale: Sequence[float],
+                 ratio: Sequence[float]) -> tf.Tensor:
+    """[offset_y, offset_x, height, width] of a random crop with area fraction in `scale`, aspect (w/h) in `ratio`."""
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
+        min_object_covered=0.0, aspect_ratio_range=tuple(ratio), area_range=tuple(scale), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)  # after 10 failed tries: the whole image
+    return tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+
+
+def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor, scale: Sequence[float] = MAE_SCALE,
+                        ratio: Sequence[float] = MAE_RATIO) -> tf.Tensor:
+    """uint8 [H, W, C] -> [size, size, C]: Inception-style random crop, resized; `seed` is a stateless [2] seed."""
+    top, left, height, width = tf.unstack(_crop_window(tf.shape(image), seed, scale, ratio))
+    return _resize(image[top:top + height, left:left + width], size, size)
+
+
+def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Horizontal flip with probability 1/2; `seed` is a stateless [2] seed."""
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def normalize_images(images):
+    """Pixel values [0, 255] -> [-1, 1]: uint8 becomes float32, a float input keeps its dtype (e.g. float64).
+
+    jnp for jax arrays (on device, also under jit), np otherwise.
+    """
+    xp = jnp if isinstance(images, jax.Array) else np
+    images = xp.asarray(images)
+    if not xp.issubdtype(images.dtype, xp.floating):
+        images = images.astype(xp.float32)
+    return images / 127.5 - 1.0
+
+
+def _decode_train(feature: tfds.features.Image, image_size: int, augment: str, flip: bool,
+                  scale: Sequence[float], ratio: Sequence[float]):
+    """(serialized example, stateless seed) -> augmented uint8 image; JPEGs decode only the crop window."""
+    channels = feature.shape[-1]
+
+    def decode(data: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if augment == "center_crop":
+            image = center_crop(feature.decode_example(data), image_size)
+        elif feature.encoding_format == "jpeg":
+            window = _crop_window(tf.image.extract_jpeg_shape(data), crop_seed, scale, ratio)
+            image = _resize(tf.image.decode_and_crop_jpeg(data, window, channels=channels), image_size, image_size)
+        else:
+            image = random_resized_crop(feature.decode_example(data), image_size, crop_seed, scale, ratio)
+        image.set_shape([image_size, image_size, channels])
+        return random_flip(image, flip_seed) if flip else image
+
+    return decode
+
+
+# ------------------------------------------------------------------------------------------- iterators
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True  # parallel maps keep their order: the stream is reproducible
+    options.threading.max_intra_op_parallelism = 1  # parallelism across examples, not inside one op
+    return options
+
+
+def _process_and_batch(global_batch_size: int, process_index: int | None,
+                       process_count: int | None) -> tuple[int, int, int]:
+    """(process_index, process_count, host batch size), defaulting to this JAX process."""
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise DataError(f"process_index={process_index} must be in [0, process_count={process_count}).")
+    if global_batch_size < 1 or global_batch_size % process_count:
+        raise DataError(f"global_batch_size={global_batch_size} must be a positive multiple of the "
+                        f"process count {process_count}; change the batch size in the config.")
+    return process_index, process_count, global_batch_size // process_count
+
+
+def _check_image_args(builder: tfds.core.DatasetBuilder, image_size: int, augment: str,
+                      scale: Sequence[float], ratio: Sequence[float]) -> tfds.features.Image:
+    features = builder.info.features
+    if not {"image", "label"} <= set(features.keys()) or not isinstance(features["image"], tfds.features.Image):
+        raise DataError(f"{builder.name} has features {list(features.keys())}; an 'image' Image and a 'label' "
+                        "are needed.")
+    if image_size < 1:
+        raise DataError(f"image_size={image_size} must be positive.")
+    if augment not in AUGMENTS:
+        raise DataError(f"Unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}.")
+    if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
+        raise DataError(f"Bad crop scale={tuple(scale)} / ratio={tuple(ratio)}: need 0 < lo <= hi (<= 1 for scale).")
+    return features["image"]
+
+
+def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batch_size: int, image_size: int,
+                   augment: str, seed: int, start_step: int = 0, process_index: int | None = None,
+                   process_count: int | None = None, flip: bool = False,
+                   scale: Sequence[float] = MAE_SCALE, ratio: Sequence[float] = MAE_RATIO,
+                   shuffle_buffer: int = 50_000) -> Iterator[dict]:
+    """Infinite host-local batches {"image": uint8 [b, S, S, C], "label": int32 [b]}, b = global / processes.
+
+    Each epoch yields `num_examples(host slice) // b` batches (the remainder is dropped), so step k is at
+    (epoch, offset) = divmod(k, steps_per_epoch) and `start_step=k` gives exactly the batches an uninterrupted
+    run sees from step k on. `shuffle_buffer` counts serialized records (memory: records x their size).
+    """
+    process_index, process_count, batch = _process_and_batch(global_batch_size, process_index, process_count)
+    feature = _check_image_args(builder, image_size, augment, scale, ratio)
+    if seed < 0 or start_step < 0 or shuffle_buffer < 1:
+        raise DataError(f"seed={seed}, start_step={start_step} must be >= 0 and shuffle_buffer={shuffle_buffer} > 0.")
+    num_examples(builder, split)  # a bad split fails here, named as the user wrote it
+    host_split = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count,
+                                            drop_remainder=True)  # equal slices: equal epochs on all hosts
+    host_examples = num_examples(builder, host_split)
+    steps_per_epoch = host_examples // batch
+    if steps_per_epoch == 0:
+        raise DataError(f"{builder.name} {split!r} gives each of {process_count} processes {host_examples} examples, "
+                        f"fewer than one host batch of {batch}; use a smaller batch or a larger split.")
+    decode = _decode_train(feature, image_size, augment, flip, scale, ratio)
+
+    def epoch_dataset(epoch: int, first_step: int) -> tf.data.Dataset:
+        shuffle_seed, *aug_seed = np.random.SeedSequence([seed, process_index, epoch]).generate_state(3)
+        aug_seed = tf.constant(np.array(aug_seed, np.int64))
+        read_config = tfds.ReadConfig(shuffle_seed=int(shuffle_seed), try_autocache=False, options=_options())
+        ds = builder.as_dataset(split=host_split, shuffle_files=True, read_config=read_config,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+        ds = ds.shuffle(min(shuffle_buffer, host_examples), seed=int(shuffle_seed))
+        # Skip still-serialized records; the position keys the augmentation, so it is the same after a resume.
+        skip = first_step * batch
+        ds = ds.skip(skip).enumerate(start=skip)
+        ds = ds.map(lambda i, ex: {
+            "image": decode(ex["image"], tf.random.experimental.stateless_fold_in(aug_seed, i)),
+            "label": tf.cast(ex["label"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch, drop_remainder=True).take(steps_per_epoch - first_step)
+        return ds.prefetch(2).with_options(_options())
+
+    def batches() -> Iterator[dict]:
+        epoch, first_step = divmod(start_step, steps_per_epoch)
+        while True:
+            yielded = 0
+            for yielded, example in enumerate(epoch_dataset(epoch, first_step).as_numpy_iterator(), 1):
+                yield example
+            if yielded == 0:
+                raise DataError(f"{builder.name} {split!r} yielded no batch in epoch {epoch}; its files do not "
+                                "match its metadata, prepare the dataset again.")
+            epoch, first_step = epoch + 1, 0
+
+    return batches()
+
+
+def eval_batches(builder: tfds.core.DatasetBuilder, *, split: str, global_batch_size: int, image_size: int,
+                 process_index: int | None = None, process_count: int | None = None) -> Iterator[dict]:
+    """One centre-cropped pass over this host's slice: {"image": uint8 [b,S,S,C], "label": int32 [b], "mask": bool [b]}.
+
+    Padding examples (mask False) fill the last batch and, where a host's slice is shorter, whole batches, so every
+    host yields ceil(largest slice / b) batches and every example of the split is counted exactly once.
+    """
+    process_index, process_count, batch = _process_and_batch(global_batch_size, process_index, process_count)
+    feature = _check_image_args(builder, image_size, "center_crop", MAE_SCALE, MAE_RATIO)
+    num_examples(builder, split)  # a bad split fails here, named as the user wrote it
+    host_splits = [tfds.split_for_jax_process(split, process_index=i, process_count=process_count)
+                   for i in range(process_count)]
+    sizes = [num_examples(builder, s) for s in host_splits]
+    steps, host_examples = -(-max(sizes) // batch), sizes[process_index]
+    ds = builder.as_dataset(split=host_splits[process_index], shuffle_files=False,
+                            read_config=tfds.ReadConfig(try_autocache=False, options=_options()),
+                            decoders={"image": tfds.decode.SkipDecoding()})
+    ds = ds.take(host_examples).map(lambda ex: {
+        "image": center_crop(feature.decode_example(ex["image"]), image_size),
+        "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}, num_parallel_calls=tf.data.AUTOTUNE)
+    padding = tf.data.Dataset.from_tensors({
+        "image": tf.zeros([image_size, image_size, feature.shape[-1]], tf.uint8),
+        "label": tf.constant(0, tf.int32), "mask": tf.constant(False)})
+    ds = ds.concatenate(padding.repeat(steps * batch - host_examples))
+    ds = ds.batch(batch, drop_remainder=True).prefetch(2).with_options(_options())
+    return ds.as_numpy_iterator()

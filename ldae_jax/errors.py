@@ -1,0 +1,5 @@
+"""One base class for mistakes a user can fix; entry points print these as one line, without a traceback."""
+
+
+class UserError(ValueError):
+    """Bad input: a config value, a missing file, a workdir that cannot be used. The message says the fix."""

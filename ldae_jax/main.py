@@ -1,0 +1,69 @@
+"""Entry point: fit the PCA basis, pre-train l-DAE, linear-probe it, draw the denoising figure.
+
+    python -m ldae_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart [--mode=all]
+
+Modes: all (the default: every stage, each resuming from what the workdir already holds), pca, pretrain,
+probe, figure. Without --config, the probe and figure modes read the workdir's config.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# TensorFlow (tf.data only) must not take accelerator memory; hide GPUs before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :variant).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
+flags.DEFINE_enum("mode", "all", ["all", "pca", "pretrain", "probe", "figure"], "Which stage(s) to run.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def run(config, workdir: str, mode: str = "all") -> dict:
+    """Run the stages of `mode`; importable from a notebook."""
+    from configs import common
+    from ldae_jax import config_lib
+    from ldae_jax.evaluate import probe
+    from ldae_jax.train import pretrain
+    from ldae_jax.viz import denoising
+
+    config_lib.check_fields(config, common.ldae_base())
+    out, start = {}, time.perf_counter()
+    if mode == "pca":
+        pretrain.setup_run(config, workdir)
+    if mode in ("all", "pretrain"):
+        out["pretrain"] = {k: v for k, v in pretrain.train_and_evaluate(config, workdir).items() if k != "params"}
+    if mode in ("all", "probe"):
+        out["probe"] = probe.run_probe(config, workdir)
+    if mode in ("all", "figure"):
+        out["figure"] = denoising.write_denoising_figure(config, workdir)
+        print(f"Figure: {out['figure']}")
+    out["seconds"] = time.perf_counter() - start
+    print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
+    return out
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:  # keep the console to progress lines; --verbosity=0 shows library logs
+        logging.set_verbosity(logging.WARNING)
+    from ldae_jax import config_lib
+    from ldae_jax.errors import UserError
+
+    try:
+        config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
+        run(config, FLAGS.workdir, FLAGS.mode)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,197 @@
+"""The denoising Transformer of l-DAE: a ViT over patch tokens, conditioned on the noise level t by adaLN.
+
+One network of `encoder_depth + decoder_depth` blocks (PAPER.md 3.1-3.2): the split only says where the
+probe reads features (the output of block `encoder_depth`, global-average-pooled). No class token; fixed 2-D
+sin-cos position embeddings; each block owns a two-layer MLP of the t embedding, with hidden width
+`cond_hidden_ratio * width` (1/4 in the paper), whose output is the LayerNorm shift and scale (and, with
+`adaln_zero`, DiT's residual gates). Parameters are float32; `dtype` sets the compute precision.
+
+Shapes: B batch, N tokens, D = p*p*C values per patch, W width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Sizes (width, encoder_depth, decoder_depth, heads). The paper's decoder always matches the encoder.
+SIZES = {
+    "mini": (128, 3, 3, 4),  # the CPU quickstart
+    "tiny": (192, 6, 6, 3),
+    "small": (384, 6, 6, 6),
+    "B": (768, 12, 12, 12),
+    "half_L": (1024, 12, 12, 16),  # ViT-1/2L encoder + 1/2L decoder = DiT-L, the paper's default
+    "L": (1024, 24, 24, 16),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the network's shapes; built from the `model` section of a config."""
+
+    num_tokens: int
+    patch_dim: int  # D = p*p*C, the input and output size of one token
+    width: int
+    encoder_depth: int
+    decoder_depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    cond_hidden_ratio: float = 0.25
+    t_freq_dim: int = 256
+    adaln_zero: bool = False
+    dtype: str = "float32"
+
+    @property
+    def depth(self) -> int:
+        return self.encoder_depth + self.decoder_depth
+
+
+def model_config_from(cfg, *, num_tokens: int, patch_dim: int) -> ModelConfig:
+    """Build a ModelConfig from a `config.model` ConfigDict; `size` fills any field left at 0."""
+    if cfg.size not in SIZES:
+        raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
+    width, enc, dec, heads = SIZES[cfg.size]
+    width = cfg.get("width", 0) or width
+    heads = cfg.get("num_heads", 0) or heads
+    if width % heads:
+        raise ValueError(f"model width {width} is not divisible by num_heads {heads}")
+    if cfg.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"model.dtype={cfg.dtype!r}: use 'float32' or 'bfloat16'")
+    return ModelConfig(
+        num_tokens=num_tokens,
+        patch_dim=patch_dim,
+        width=width,
+        encoder_depth=cfg.get("encoder_depth", 0) or enc,
+        decoder_depth=cfg.get("decoder_depth", -1) if cfg.get("decoder_depth", -1) >= 0 else dec,
+        num_heads=heads,
+        mlp_ratio=cfg.get("mlp_ratio", 4.0),
+        cond_hidden_ratio=cfg.get("cond_hidden_ratio", 0.25),
+        adaln_zero=cfg.get("adaln_zero", False),
+        dtype=cfg.dtype,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def sincos_2d(num_tokens: int, width: int) -> np.ndarray:
+    """Fixed 2-D sin-cos position embedding [N, W] for a square grid (half the channels per axis).
+
+    A compile-time constant, not model state: checkpoints hold only learned parameters.
+    """
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens or width % 4:
+        raise ValueError(f"need a square token grid and width % 4 == 0, got N={num_tokens}, W={width}")
+    omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width // 4))
+    ys, xs = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+
+    def axis(pos):
+        angles = pos.reshape(-1, 1) * omega[None]
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([axis(ys), axis(xs)], axis=1).astype(np.float32)
+
+
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+    """Sinusoidal embedding [B, dim] of integer steps t [B] (as in DDPM/DiT)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    angles = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+def _linear(din, dout, rngs, dtype, zero=False):
+    init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
+    return nnx.Linear(din, dout, kernel_init=init, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def _modulate(x, shift, scale):
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Conditioning(nnx.Module):
+    """Two-layer MLP from the t embedding to `chunks` per-channel vectors (shift, scale[, gate] ...)."""
+
+    def __init__(self, cfg: ModelConfig, chunks: int, rngs: nnx.Rngs):
+        hidden = max(1, int(cfg.width * cfg.cond_hidden_ratio))
+        self.chunks = chunks
+        self.fc1 = _linear(cfg.t_freq_dim, hidden, rngs, cfg.dtype)
+        # Zero init: every LayerNorm starts un-modulated (and, with adaLN-Zero, every block as the identity).
+        self.fc2 = _linear(hidden, chunks * cfg.width, rngs, cfg.dtype, zero=True)
+
+    def __call__(self, t_emb):
+        return jnp.split(self.fc2(nnx.silu(self.fc1(t_emb))), self.chunks, axis=-1)
+
+
+class Block(nnx.Module):
+    """Pre-LN Transformer block whose two LayerNorms are modulated by t."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        w, dt = cfg.width, cfg.dtype
+        self.num_heads = cfg.num_heads
+        self.adaln_zero = cfg.adaln_zero
+        self.cond = Conditioning(cfg, 6 if cfg.adaln_zero else 4, rngs)
+        self.norm1 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dt, rngs=rngs)
+        self.qkv = _linear(w, 3 * w, rngs, dt)
+        self.proj = _linear(w, w, rngs, dt)
+        self.norm2 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dt, rngs=rngs)
+        hidden = int(w * cfg.mlp_ratio)
+        self.fc1 = _linear(w, hidden, rngs, dt)
+        self.fc2 = _linear(hidden, w, rngs, dt)
+
+    def attention(self, x):
+        b, n, w = x.shape
+        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * self.num_heads, w // self.num_heads), 3, axis=2)
+        return self.proj(jax.nn.dot_product_attention(q, k, v).reshape(b, n, w))
+
+    def __call__(self, x, t_emb):
+        mods = self.cond(t_emb)
+        if self.adaln_zero:
+            shift1, scale1, gate1, shift2, scale2, gate2 = (m[:, None] for m in mods)
+        else:
+            shift1, scale1, shift2, scale2 = (m[:, None] for m in mods)
+            gate1 = gate2 = 1.0
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.attention(h)
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.fc2(nnx.gelu(self.fc1(h), approximate=True))
+
+
+class DenoisingViT(nnx.Module):
+    """tokens x_t [B, N, D] and steps t [B] -> predicted clean tokens [B, N, D]."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embed = _linear(cfg.patch_dim, cfg.width, rngs, cfg.dtype)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.depth)])
+        self.final_cond = Conditioning(cfg, 2, rngs)
+        self.final_norm = nnx.LayerNorm(
+            cfg.width, epsilon=1e-6, use_scale=False, use_bias=False, dtype=cfg.dtype, rngs=rngs
+        )
+        self.head = _linear(cfg.width, cfg.patch_dim, rngs, cfg.dtype, zero=True)
+
+    def _stem(self, x, t):
+        pos = jnp.asarray(sincos_2d(self.cfg.num_tokens, self.cfg.width), self.cfg.dtype)
+        x = self.embed(x.astype(self.cfg.dtype)) + pos
+        return x, timestep_embedding(t, self.cfg.t_freq_dim).astype(self.cfg.dtype)
+
+    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
+        x, t_emb = self._stem(x, t)
+        for block in self.blocks:
+            x = block(x, t_emb)
+        shift, scale = self.final_cond(t_emb)
+        return self.head(_modulate(self.final_norm(x), shift, scale)).astype(jnp.float32)
+
+    def features(self, x: jax.Array, t: jax.Array, num_blocks: int | None = None) -> jax.Array:
+        """Global-average-pooled output [B, W] of block `num_blocks` (default: the encoder's last)."""
+        k = self.cfg.encoder_depth if num_blocks is None else num_blocks
+        if not 0 <= k <= self.cfg.depth:
+            raise ValueError(f"cannot read block {k} of a {self.cfg.depth}-block network")
+        x, t_emb = self._stem(x, t)
+        for block in self.blocks[:k]:
+            x = block(x, t_emb)
+        return x.astype(jnp.float32).mean(axis=1)

@@ -1,0 +1,63 @@
+"""Fit the patch-PCA basis of a run from its train split, or load the one already in the workdir.
+
+Images come from a seeded, shuffled stream of center crops; `patches_per_image` grid-aligned patches are
+drawn from each until `num_patches` are in the float64 covariance. Every process reads the same stream, so
+all hosts compute the same basis (checked later through the content hash in checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import numpy as np
+
+from ldae_jax.data import pipeline
+from ldae_jax.tokenizers import pca as pca_lib
+
+PATCHES_PER_IMAGE = 16
+FIT_BATCH = 256
+
+
+def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
+    p, n = config.pca.patch_size, config.pca.num_patches
+    grid = (config.data.image_size // p) ** 2
+    per_image = min(PATCHES_PER_IMAGE, grid)
+    num_batches = math.ceil(n / (per_image * FIT_BATCH))
+    stream = pipeline.train_iterator(
+        builder, split=config.data.train_split, global_batch_size=FIT_BATCH,
+        image_size=config.data.image_size, augment="center_crop", flip=False,
+        seed=config.seed, process_index=0, process_count=1,
+    )
+    rng = np.random.default_rng(config.seed)
+    channels = builder.info.features["image"].shape[-1]
+    acc = pca_lib.CovarianceAccumulator(p * p * channels)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+        images = pipeline.normalize_images(next(stream)["image"].astype(np.float64))
+        take = min(n - acc.count, per_image * images.shape[0])
+        acc.update(pca_lib.sample_patches(images, p, take, rng))
+    fitted = pca_lib.fit(acc, patch_size=p, channels=channels, d=config.pca.d, whiten=config.pca.whiten)
+    print(
+        f"PCA: fitted on {acc.count} patches of {p}x{p}x{channels} in {time.perf_counter() - start:.1f}s; "
+        f"top-{config.pca.d} of {p * p * channels} dims explain {100 * pca_lib.explained_variance(fitted):.1f}% "
+        "of the variance",
+        flush=True,
+    )
+    return fitted
+
+
+def fit_or_load(config, workdir: str, builder) -> pca_lib.PatchPCA:
+    """`workdir/pca.npz` if present (checked against the config), else a new fit saved there."""
+    path = os.path.join(workdir, "pca.npz")
+    channels = builder.info.features["image"].shape[-1]
+    expected = dict(patch_size=config.pca.patch_size, channels=channels, d=config.pca.d, whiten=config.pca.whiten)
+    if os.path.exists(path):
+        fitted = pca_lib.load(path, **expected)
+    else:
+        fitted = fit_from_dataset(config, builder)
+        if jax.process_index() == 0:
+            pca_lib.save(fitted, path)
+    return fitted

@@ -1,0 +1,97 @@
+"""Orbax checkpoints of a pre-training run, with the run identity checked on resume.
+
+Each checkpoint holds the train state (params, optimizer state, step) and a JSON record of what produced it:
+the config fingerprint and the PCA basis hash. The data position is the step itself (the input pipeline
+resumes at any step) and the step RNG is fold_in(seed, step), so nothing else is needed for an exact resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from ldae_jax.errors import UserError
+
+
+class CheckpointMismatchError(UserError):
+    """The workdir holds a checkpoint of a different run."""
+
+
+# Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
+IDENTITY_SECTIONS = ("data", "pca", "noise", "model", "train", "seed")
+NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints"}
+
+
+def config_fingerprint(config) -> dict:
+    """The parts of the config a checkpoint depends on, flattened to {'section.field': value}."""
+    flat = {}
+
+    def walk(prefix, node):
+        if hasattr(node, "items"):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = node if isinstance(node, (int, float, str, bool, type(None))) else repr(node)
+
+    for section in IDENTITY_SECTIONS:
+        walk(section, config[section])
+    return {k: v for k, v in sorted(flat.items()) if k not in NON_IDENTITY_FIELDS}
+
+
+def fingerprint_hash(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    """Async saves when asked (the loop decides when), keeping the last `keep`; restores into a sharded layout."""
+
+    def __init__(self, directory: str, *, keep: int):
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state, meta: dict) -> bool:
+        return self.manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        )
+
+    def restore_meta(self, step: int) -> dict:
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore(self, step: int, abstract_state, shardings):
+        """The state at `step`, each array placed by `shardings` (a pytree matching abstract_state)."""
+        target = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+        )
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return out["state"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def check_same_run(saved: dict, current: dict, directory: str) -> None:
+    """Refuse to resume a checkpoint written under a different config or PCA basis."""
+    diffs = []
+    old_fp, new_fp = saved.get("fingerprint", {}), current["fingerprint"]
+    for key in sorted(set(old_fp) | set(new_fp)):
+        if old_fp.get(key) != new_fp.get(key):
+            diffs.append(f"{key}: checkpoint {old_fp.get(key)!r} vs config {new_fp.get(key)!r}")
+    if saved.get("pca_hash") != current["pca_hash"]:
+        diffs.append(f"pca basis hash: checkpoint {saved.get('pca_hash')} vs workdir {current['pca_hash']}")
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{directory} holds a checkpoint of a different run ({'; '.join(diffs[:5])}"
+            f"{' ...' if len(diffs) > 5 else ''}). Use a new --workdir, or delete the old checkpoints."
+        )

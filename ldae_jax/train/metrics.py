@@ -1,0 +1,65 @@
+"""Where training numbers go: TensorBoard (clu), `metrics.jsonl`, and a progress line with speed and ETA.
+
+Only process 0 writes; every process may call these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+from clu import metric_writers
+
+
+class MetricsLog:
+    def __init__(self, workdir: str):
+        self.is_writer = jax.process_index() == 0
+        self.writer = metric_writers.create_default_writer(
+            workdir, just_logging=not self.is_writer, asynchronous=False
+        )
+        self.path = os.path.join(workdir, "metrics.jsonl")
+
+    def write(self, step: int, scalars: dict) -> None:
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self.writer.write_scalars(step, scalars)
+        if self.is_writer:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Progress:
+    """Steps/s, images/s and ETA measured between calls to `report` (the first interval includes compile)."""
+
+    def __init__(self, total_steps: int, global_batch: int, start_step: int):
+        self.total, self.batch = total_steps, global_batch
+        self.last_step, self.last_time = start_step, time.perf_counter()
+
+    def report(self, step: int) -> dict:
+        now = time.perf_counter()
+        steps_per_s = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        return {
+            "steps_per_s": steps_per_s,
+            "images_per_s": steps_per_s * self.batch,
+            "eta_s": (self.total - step) / steps_per_s if steps_per_s > 0 else float("inf"),
+        }
+
+
+def log_line(step: int, total: int, scalars: dict, speed: dict) -> str:
+    return (
+        f"step {step}/{total} ({100 * step / total:.0f}%)  loss {scalars['loss']:.4f}  "
+        f"lr {scalars['lr']:.2e}  {speed['images_per_s']:.0f} img/s  ETA {format_duration(speed['eta_s'])}"
+    )

@@ -1,0 +1,105 @@
+"""Train state, optimizer and the jitted l-DAE train step.
+
+The model is Flax NNX, used functionally: its graph definition is static and its parameters travel as a
+plain nested dict, so the state is an ordinary pytree that jit, sharding rules and orbax all understand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from ldae_jax import objectives
+from ldae_jax.models.vit import DenoisingViT, ModelConfig
+from ldae_jax.train import sharding
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def learning_rate(base_lr: float, batch_size: int, warmup_steps: int, total_steps: int) -> optax.Schedule:
+    """lr = base_lr * batch / 256, linear warm-up then half-cycle cosine to 0 (PAPER.md 3.4)."""
+    peak = base_lr * batch_size / 256
+    warmup_steps = min(warmup_steps, total_steps)
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup_steps, max(total_steps, warmup_steps + 1), 0.0)
+
+
+def make_optimizer(cfg, lr: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW (the paper's optimizer is not stated; DiT/MAE use AdamW); optional global-norm clipping."""
+    adamw = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip > 0 else adamw
+
+
+def model_graph(model_cfg: ModelConfig):
+    """The static graph definition of the model, built without allocating parameters."""
+    return nnx.split(nnx.eval_shape(lambda: DenoisingViT(model_cfg, rngs=nnx.Rngs(0))))[0]
+
+
+def init_params(model_cfg: ModelConfig, key: jax.Array) -> dict:
+    return nnx.state(DenoisingViT(model_cfg, rngs=nnx.Rngs(params=key))).to_pure_dict()
+
+
+def _init_fn(model_cfg: ModelConfig, tx: optax.GradientTransformation):
+    def init(key):
+        params = init_params(model_cfg, key)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+    return init
+
+
+def abstract_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """Shapes and dtypes of the train state, computed without allocating it."""
+    return jax.eval_shape(_init_fn(model_cfg, tx), key)
+
+
+def create_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array, shardings):
+    """Initialise directly into the sharded layout (jit with out_shardings, after eval_shape), so no host
+    ever materialises a full replicated copy of a large model."""
+    return jax.jit(_init_fn(model_cfg, tx), out_shardings=shardings)(key)
+
+
+def state_shardings(abstract_state: TrainState, mesh):
+    return TrainState(
+        step=sharding.replicated(mesh),
+        params=sharding.tree_shardings(abstract_state.params, mesh),
+        opt_state=sharding.tree_shardings(abstract_state.opt_state, mesh),
+    )
+
+
+def make_train_step(graphdef, tx, pca, schedule, *, w_res: float, seed: int, state_shardings, mesh) -> Callable:
+    """A jitted (state, images uint8 [B,H,W,C]) -> (state, metrics) step; the state's buffers are donated.
+
+    The step's randomness is fold_in(seed, step), so a resumed run draws exactly what an uninterrupted one
+    would, with no RNG in the checkpoint.
+    """
+    base_key = jax.random.key(seed)
+
+    def step_fn(state: TrainState, images: jax.Array):
+        rng = jax.random.fold_in(base_key, state.step)
+        x0 = images.astype(jnp.float32) / 127.5 - 1.0
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params)
+            loss, _ = objectives.ldae_loss(model, pca, schedule, x0, rng, w_res=w_res)
+            return loss
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
+        donate_argnums=(0,),
+    )

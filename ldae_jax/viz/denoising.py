@@ -1,0 +1,94 @@
+"""Figure: clean / noised in the PCA latent / noised in pixels at the same sigma / denoised by the model.
+
+Pixel noise and latent noise are comparable because the PCA basis is orthonormal: without whitening, a
+latent coordinate is in pixel units (PAPER.md Fig. 7 and 8).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from ldae_jax import objectives  # noqa: E402
+from ldae_jax.tokenizers.patches import patchify, unpatchify  # noqa: E402
+
+COLUMNS = ("clean", "latent noise", "pixel noise", "denoised")
+
+
+def denoising_panels(graphdef, params, pca, schedule, images: np.ndarray, sigmas, seed: int = 0) -> dict:
+    """{column: [len(sigmas), B, H, W, C] in [-1, 1]} for images uint8 [B, H, W, C]."""
+    x0 = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
+    b, h, w, c = x0.shape
+    tokens = patchify(x0, pca.patch_size)
+    model = nnx.merge(graphdef, params)
+    sched_sigma = np.asarray(schedule.sigma)
+    out = {k: [] for k in COLUMNS}
+    key = jax.random.key(seed)
+    for i, sigma in enumerate(sigmas):
+        t = int(np.argmin(np.abs(sched_sigma - sigma)))
+        steps = jnp.full((b,), t, jnp.int32)
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        noisy = objectives.noised_tokens(pca, schedule, tokens, steps, jax.random.normal(k1, tokens.shape[:-1] + (pca.d,)))
+        back = lambda tok: unpatchify(tok, pca.patch_size, h, w, c)  # noqa: E731
+        out["clean"].append(x0)
+        out["latent noise"].append(back(noisy))
+        out["pixel noise"].append(x0 + sched_sigma[t] * jax.random.normal(k2, x0.shape))
+        out["denoised"].append(back(model(noisy, steps)))
+    return {k: np.asarray(jnp.stack(v)) for k, v in out.items()}
+
+
+def plot_denoising(panels: dict, sigmas, path: str, title: str = "") -> None:
+    """Rows: one per (image, sigma); columns: COLUMNS."""
+    num_sigmas, num_images = panels["clean"].shape[:2]
+    fig, axes = plt.subplots(
+        num_images * num_sigmas, len(COLUMNS), figsize=(1.6 * len(COLUMNS), 1.6 * num_images * num_sigmas),
+        squeeze=False,
+    )
+    for img in range(num_images):
+        for s, sigma in enumerate(sigmas):
+            row = img * num_sigmas + s
+            for col, name in enumerate(COLUMNS):
+                ax = axes[row, col]
+                pic = np.clip((panels[name][s, img] + 1) / 2, 0, 1)
+                ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(name, fontsize=8)
+                if col == 0:
+                    ax.set_ylabel(f"σ={sigma:.2f}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 1.41)) -> str:
+    """Draw `workdir/denoising.png` from the run's latest checkpoint and the first test images."""
+    import os
+
+    from ldae_jax.data import pipeline
+    from ldae_jax.train import pretrain, state as state_lib
+
+    run = pretrain.setup_run(config, workdir)
+    step, params = pretrain.restore_params(config, workdir, run)
+    batch = next(
+        pipeline.eval_batches(
+            run.builder, split=config.data.eval_split, global_batch_size=num_images,
+            image_size=config.data.image_size, process_index=0, process_count=1,
+        )
+    )
+    panels = denoising_panels(
+        state_lib.model_graph(run.model_cfg), jax.device_get(params), run.pca, run.schedule,
+        batch["image"], sigmas, seed=config.seed,
+    )
+    path = os.path.join(workdir, "denoising.png")
+    plot_denoising(panels, sigmas, path, title=f"l-DAE at step {step}: noise in a d={run.pca.d} PCA latent")
+    return path

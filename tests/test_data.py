@@ -1,0 +1,259 @@
+"""Tests of ldae_jax.data: the local Fashion-MNIST builder (on the real Debian files) and the per-host pipeline."""
+import collections
+import gzip
+import itertools
+import os
+import tempfile
+
+# Before TFDS is imported: nothing may touch ~/tensorflow_datasets (every call also passes an explicit data_dir).
+os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="ldae_tfds_")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ldae_jax.data import fashion_mnist, pipeline
+from ldae_jax.data.fashion_mnist import DataError
+from ldae_jax.errors import UserError
+
+SOURCE_DIR = fashion_mnist.resolve_source_dir()
+needs_debian_files = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(SOURCE_DIR, "train-images-idx3-ubyte.gz")),
+    reason=f"Fashion-MNIST IDX files not in {SOURCE_DIR} (apt-get install -y dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="session")
+def fm_builder(tmp_path_factory):
+    """Fashion-MNIST prepared once per session (about 15 s) into a temporary data_dir."""
+    if not os.path.isfile(os.path.join(SOURCE_DIR, "train-images-idx3-ubyte.gz")):
+        pytest.skip(f"Fashion-MNIST IDX files not in {SOURCE_DIR}")
+    return pipeline.get_builder("fashion_mnist_local", str(tmp_path_factory.mktemp("tfds")))
+
+
+def _split_contents(builder, split):
+    """Counter of (image bytes, label) over a split, read directly from TFDS."""
+    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return collections.Counter(zip((x.tobytes() for x in data["image"]), data["label"].tolist()))
+
+
+def _take(iterator, n):
+    return list(itertools.islice(iterator, n))
+
+
+# ------------------------------------------------------------------------------------- Fashion-MNIST builder
+
+
+@needs_debian_files
+def test_fashion_mnist_builder_matches_the_idx_files(fm_builder):
+    assert fm_builder.name == "fashion_mnist_local" and str(fm_builder.version) == "1.0.0"
+    assert pipeline.num_examples(fm_builder, "train") == 60_000
+    assert pipeline.num_examples(fm_builder, "test") == 10_000
+    assert fm_builder.info.features["label"].num_classes == 10
+    test = tfds.as_numpy(fm_builder.as_dataset(split="test", batch_size=-1))
+    assert test["image"].shape == (10_000, 28, 28, 1) and test["image"].dtype == np.uint8
+    assert set(np.unique(test["label"])) == set(range(10))
+    assert 60 < test["image"].mean() < 85 and 80 < test["image"].std() < 100  # Fashion-MNIST: ~73 and ~90
+    images, labels = fashion_mnist.read_split(SOURCE_DIR, "test")
+    assert np.bincount(test["label"], minlength=10).tolist() == np.bincount(labels, minlength=10).tolist()
+    assert test["image"].astype(np.int64).sum() == images.astype(np.int64).sum()
+
+
+@needs_debian_files
+def test_prepared_builder_is_reused_without_preparing_again(fm_builder, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(fashion_mnist.FashionMnistLocal, "download_and_prepare", fail)
+    again = pipeline.get_builder("fashion_mnist_local", os.fspath(fm_builder.data_dir_root))
+    assert again.info.splits["train"].num_examples == 60_000
+
+
+def test_missing_files_say_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("LDAE_FASHION_MNIST_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=r"apt-get install -y dataset-fashion-mnist.*LDAE_FASHION_MNIST_DIR") as e:
+        pipeline.get_builder("fashion_mnist_local", str(tmp_path / "data"))
+    assert str(tmp_path / "empty") in str(e.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\x00\x08\x03" + (10).to_bytes(4, "big"), "magic"),  # an images header in a labels file
+    (b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + bytes(9), "truncated"),
+    (None, "not a readable gzip"),
+])
+def test_corrupt_idx_file_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(b"not gzip at all" if content is None else gzip.compress(content))
+    with pytest.raises(DataError, match=message):
+        fashion_mnist.read_idx(str(path), ndim=1)
+
+
+@needs_debian_files
+def test_corrupt_file_fails_preparation_cleanly(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in os.listdir(SOURCE_DIR):
+        os.symlink(os.path.join(SOURCE_DIR, name), source / name)
+    (source / "t10k-labels-idx1-ubyte.gz").unlink()
+    (source / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (9_999).to_bytes(4, "big")
+                                                                     + bytes(9_999)))
+    with pytest.raises(DataError, match=r"expected \(10000, 28, 28\) and \(10000,\)"):
+        fashion_mnist.prepared_builder(str(tmp_path / "data"), source_dir=str(source))
+    assert not fashion_mnist.FashionMnistLocal(data_dir=str(tmp_path / "data")).is_prepared()
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _train(builder, **overrides):
+    kwargs = dict(split="train[:1000]", global_batch_size=64, image_size=28, augment="random_resized_crop",
+                  seed=3, flip=True, process_index=0, process_count=1)
+    return pipeline.train_iterator(builder, **{**kwargs, **overrides})
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["label"], y["label"])
+
+
+@needs_debian_files
+def test_train_stream_is_deterministic_and_resumes_exactly(fm_builder):
+    # 1000 examples / 64 = 15 steps per epoch: 40 steps cross two epoch boundaries.
+    stream = _take(_train(fm_builder), 40)
+    assert stream[0]["image"].shape == (64, 28, 28, 1) and stream[0]["image"].dtype == np.uint8
+    assert stream[0]["label"].shape == (64,) and stream[0]["label"].dtype == np.int32
+    _assert_same_batches(stream, _take(_train(fm_builder), 40))
+    for start in (1, 15, 17):
+        _assert_same_batches(stream[start:], _take(_train(fm_builder, start_step=start), 40 - start))
+    other = _take(_train(fm_builder, seed=4), 1)[0]
+    assert not np.array_equal(other["image"], stream[0]["image"])
+    assert not np.array_equal(stream[0]["label"], stream[15]["label"])  # epochs are shuffled differently
+
+
+@needs_debian_files
+def test_train_resume_on_the_second_of_two_processes(fm_builder):
+    stream = _take(_train(fm_builder, process_index=1, process_count=2), 20)
+    assert stream[0]["image"].shape == (32, 28, 28, 1)
+    _assert_same_batches(stream[9:], _take(_train(fm_builder, process_index=1, process_count=2, start_step=9), 11))
+
+
+@needs_debian_files
+def test_processes_read_disjoint_slices_covering_the_split(fm_builder):
+    # 1000 examples, 2 processes x 50 per batch: one epoch is exactly 10 host batches, nothing dropped.
+    seen = []
+    for index in range(2):
+        batches = _take(_train(fm_builder, augment="center_crop", flip=False, global_batch_size=100,
+                               process_index=index, process_count=2), 10)
+        seen.append(collections.Counter((x.tobytes(), int(y)) for b in batches for x, y in zip(b["image"], b["label"])))
+    assert sum(seen[0].values()) == sum(seen[1].values()) == 500
+    assert seen[0] + seen[1] == _split_contents(fm_builder, "train[:1000]")
+
+
+@needs_debian_files
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(global_batch_size=63, process_count=2), "multiple of the process count"),
+    (dict(augment="mixup"), "Unknown augment"),
+    (dict(split="valid"), "Bad split 'valid'"),
+    (dict(process_index=2, process_count=2), "process_index=2"),
+    (dict(image_size=0), "image_size=0"),
+    (dict(scale=(0.5, 0.2)), "Bad crop scale"),
+    (dict(split="train[:10]"), "fewer than one host batch"),
+])
+def test_bad_train_arguments_fail_at_the_call(fm_builder, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        _train(fm_builder, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@needs_debian_files
+def test_eval_batches_count_every_example_exactly_once(fm_builder):
+    # 10000 test examples over 3 processes: slices of 3334, 3333, 3333; 128 per host batch.
+    seen, counts = collections.Counter(), []
+    for index in range(3):
+        batches = list(pipeline.eval_batches(fm_builder, split="test", global_batch_size=384, image_size=28,
+                                             process_index=index, process_count=3))
+        counts.append(len(batches))
+        for b in batches:
+            assert b["image"].shape == (128, 28, 28, 1) and b["mask"].dtype == bool and b["label"].dtype == np.int32
+            seen.update((x.tobytes(), int(y)) for x, y, m in zip(b["image"], b["label"], b["mask"]) if m)
+    assert counts == [27, 27, 27]
+    assert sum(seen.values()) == 10_000
+    assert seen == _split_contents(fm_builder, "test")
+
+
+@needs_debian_files
+def test_eval_pads_whole_batches_for_a_short_slice(fm_builder):
+    sizes = []
+    for index in range(2):  # 7 examples: slices of 4 and 3; host batch 3 -> 2 batches each
+        batches = list(pipeline.eval_batches(fm_builder, split="test[:7]", global_batch_size=6, image_size=16,
+                                             process_index=index, process_count=2))
+        sizes.append([int(b["mask"].sum()) for b in batches])
+        assert batches[0]["image"].shape == (3, 16, 16, 1)
+    assert sizes == [[3, 1], [3, 0]]
+
+
+# ------------------------------------------------------------------------------------------- preprocessing
+
+
+def test_center_crop_is_identity_at_size_and_crops_the_centre():
+    import tensorflow as tf
+
+    image = np.random.default_rng(0).integers(0, 256, (28, 28, 1), dtype=np.uint8)
+    np.testing.assert_array_equal(pipeline.center_crop(tf.constant(image), 28).numpy(), image)
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, 10:30] = 255  # the central square is white, the sides black
+    out = pipeline.center_crop(tf.constant(wide), 10).numpy()
+    assert out.shape == (10, 10, 3) and out[:, 1:-1].min() == 255
+
+
+def test_random_ops_are_stateless_and_normalize_maps_to_unit_range():
+    import tensorflow as tf
+
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    a = pipeline.random_resized_crop(image, 24, tf.constant([1, 2]))
+    assert a.shape == (24, 24, 3) and a.dtype == tf.uint8
+    np.testing.assert_array_equal(a, pipeline.random_resized_crop(image, 24, tf.constant([1, 2])))
+    flips = {pipeline.random_flip(image, tf.constant([0, s])).numpy().tobytes() for s in range(8)}
+    assert flips == {image.numpy().tobytes(), image.numpy()[:, ::-1].tobytes()}
+    x = pipeline.normalize_images(np.array([0, 255], np.uint8))
+    assert x.dtype == np.float32 and x.tolist() == [-1.0, 1.0]
+    assert pipeline.normalize_images(np.array([0.0, 255.0])).dtype == np.float64
+    y = pipeline.normalize_images(jnp.array([0, 255], jnp.uint8))
+    assert isinstance(y, jax.Array) and y.dtype == jnp.float32 and y.tolist() == [-1.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------- stock TFDS datasets
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path):
+    assert issubclass(DataError, UserError)  # entry points print it as one line
+    with pytest.raises(DataError, match="Unknown dataset 'mnist'.*fashion_mnist_local, cifar10, imagenet2012"):
+        pipeline.get_builder("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("name, hint", [("cifar10", "tfds build cifar10"), ("imagenet2012", "downloads/manual/")])
+def test_unprepared_stock_dataset_is_a_clear_error(tmp_path, name, hint):
+    with pytest.raises(DataError, match=f"{name} is not prepared.*{hint}"):
+        pipeline.get_builder(name, str(tmp_path))
+
+
+@pytest.mark.parametrize("name, image_size, eval_split, classes", [
+    ("cifar10", 32, "test", 10), ("imagenet2012", 64, "validation", 1000)])
+def test_stock_datasets_on_mock_data(mock_root, name, image_size, eval_split, classes):
+    builder = pipeline.get_builder(name, mock_root)
+    batches = _take(pipeline.train_iterator(builder, split="train", global_batch_size=8, image_size=image_size,
+                                            augment="random_resized_crop", flip=True, seed=0, process_index=1,
+                                            process_count=2), 6)  # 20 per host / 4: crosses epoch boundaries
+    for b in batches:
+        assert b["image"].shape == (4, image_size, image_size, 3) and b["image"].dtype == np.uint8
+        assert b["label"].dtype == np.int32 and 0 <= b["label"].min() and b["label"].max() < classes
+    evals = list(pipeline.eval_batches(builder, split=eval_split, global_batch_size=16, image_size=image_size,
+                                       process_index=0, process_count=2))
+    assert [e["image"].shape for e in evals] == [(8, image_size, image_size, 3)] * 3
+    assert sum(int(e["mask"].sum()) for e in evals) == 20
+

@@ -1,0 +1,87 @@
+"""The denoising ViT: shapes, conditioning, feature read-out and paper sizes."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from ldae_jax.models import vit
+
+
+def small_cfg(**kw):
+    base = dict(num_tokens=16, patch_dim=12, width=32, encoder_depth=2, decoder_depth=1, num_heads=2)
+    return vit.ModelConfig(**{**base, **kw})
+
+
+def test_shapes_and_features_read_block_k():
+    model = vit.DenoisingViT(small_cfg(), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (3, 16, 12))
+    t = jnp.array([0, 10, 999])
+    assert model(x, t).shape == (3, 16, 12)
+    feats = model.features(x, t)
+    assert feats.shape == (3, 32)
+    # Manual read-out of block 2 (the encoder's last): stem, two blocks, average pool.
+    h, t_emb = model._stem(x, t)
+    for block in model.blocks[:2]:
+        h = block(h, t_emb)
+    np.testing.assert_allclose(feats, h.mean(axis=1), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.features(x, t, 1), feats)
+    with pytest.raises(ValueError, match="cannot read block 4"):
+        model.features(x, t, 4)
+
+
+def test_t_changes_the_output_once_conditioning_is_trained():
+    model = vit.DenoisingViT(small_cfg(), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 16, 12))
+    a = model.features(x, jnp.array([0, 0]))
+    # Zero-initialised modulation: t has no effect at init; a non-zero conditioning weight makes it matter.
+    np.testing.assert_allclose(a, model.features(x, jnp.array([500, 500])), atol=1e-6)
+    model.blocks[0].cond.fc2.kernel[...] = jnp.ones_like(model.blocks[0].cond.fc2.kernel[...]) * 0.01
+    assert not np.allclose(model.features(x, jnp.array([0, 0])), model.features(x, jnp.array([500, 500])))
+
+
+def test_adaln_zero_blocks_start_as_identity():
+    model = vit.DenoisingViT(small_cfg(adaln_zero=True), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 16, 12))
+    t = jnp.array([3, 4])
+    h, t_emb = model._stem(x, t)
+    np.testing.assert_allclose(model.blocks[0](h, t_emb), h, atol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model = vit.DenoisingViT(small_cfg(dtype="bfloat16"), rngs=nnx.Rngs(0))
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert all(p.dtype == jnp.float32 for p in params)
+    out = model(jnp.ones((2, 16, 12)), jnp.array([1, 2]))
+    assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_sincos_embedding_is_distinct_per_position():
+    pos = vit.sincos_2d(64, 32)
+    assert pos.shape == (64, 32)
+    dists = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    assert np.all(dists[~np.eye(64, dtype=bool)] > 1e-3)
+
+
+@pytest.mark.parametrize("size,enc_params_m", [("B", 86), ("half_L", 152), ("L", 304)])
+def test_paper_sizes_build_without_allocating(size, enc_params_m):
+    cfg = ml_collections.ConfigDict(dict(size=size, dtype="bfloat16"))
+    mcfg = vit.model_config_from(cfg, num_tokens=256, patch_dim=768)
+    abstract = nnx.eval_shape(lambda: vit.DenoisingViT(mcfg, rngs=nnx.Rngs(0)))
+    block_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract.blocks[0], nnx.Param)))
+    cond_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract.blocks[0].cond, nnx.Param)))
+    # The encoder's Transformer weights (ViT's, without the t-conditioning MLPs) match the paper's count.
+    encoder = mcfg.encoder_depth * (block_params - cond_params)
+    assert abs(encoder / 1e6 - enc_params_m) / enc_params_m < 0.03
+    assert mcfg.encoder_depth == mcfg.decoder_depth
+
+
+def test_bad_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="model.size"):
+        vit.model_config_from(ml_collections.ConfigDict(dict(size="XXL", dtype="float32")), num_tokens=4, patch_dim=3)
+    with pytest.raises(ValueError, match="not divisible"):
+        vit.model_config_from(
+            ml_collections.ConfigDict(dict(size="mini", width=30, num_heads=4, dtype="float32")), num_tokens=4, patch_dim=3
+        )
