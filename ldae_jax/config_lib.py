@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -30,18 +31,25 @@ def _flatten(node, prefix=""):
             yield name, value
 
 
-def check_fields(config, schema) -> None:
-    """Every field of `config` must exist in `schema` (catches typos), and choice fields take known values."""
+def check_names(names, schema) -> None:
+    """Every dotted name must be a field of `schema`; a typo gets the closest field as a hint."""
     known = dict(_flatten(schema))
-    for name, value in _flatten(config):
+    for name in names:
         if name not in known:
-            close = [k for k in known if k.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]]
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown config field {name!r}{hint}")
+
+
+def check_fields(config, schema) -> None:
+    """Every field of `config` must exist in `schema` (catches typos), and choice fields take known values."""
+    fields = dict(_flatten(config))
+    check_names(fields, schema)
+    for name, value in fields.items():
         if name in CHOICES and value not in CHOICES[name]:
             raise ConfigError(f"{name}={value!r} is not one of {CHOICES[name]}")
     for name in ("train.batch_size", "noise.T", "pca.patch_size", "pca.d", "pca.num_patches"):
-        if dict(_flatten(config)).get(name, 1) < 1:
+        if fields.get(name, 1) < 1:
             raise ConfigError(f"{name} must be positive")
     if config.data.image_size % config.pca.patch_size:
         raise ConfigError(

@@ -65,5 +65,21 @@ def main(argv):
         sys.exit(2)
 
 
+def parse_flags(argv):
+    """absl's parsing, with config mistakes (unknown --config.x field, bad variant) as one-line errors."""
+    from configs import common
+    from ldae_jax import config_lib
+
+    try:
+        overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
+        config_lib.check_names(overrides, common.ldae_base())
+        return FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        message = str(e).strip().splitlines()[-1].strip()
+        print(f"error: bad command line: {message}. See --helpshort; config fields are listed in configs/common.py",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -96,3 +96,34 @@ def test_cli_prints_one_line_errors(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "dataset-fashion-mnist" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_rejects_an_unknown_config_override(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ldae_jax.main", "--config=configs/quickstart.py:tiny", f"--workdir={tmp_path}",
+         "--config.train.batchsiz=3"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "unknown config field 'train.batchsiz' (did you mean train.batch_size?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name,arg", [("quickstart", ""), ("quickstart", "tiny"), ("fashion_mnist", ""),
+                                      ("fashion_mnist", "d=8")])
+def test_every_config_is_valid_and_builds(name, arg):
+    import importlib
+
+    import jax
+    from flax import nnx
+
+    from configs import common
+    from ldae_jax import config_lib
+    from ldae_jax.models import vit
+
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    config_lib.check_fields(config, common.ldae_base())
+    tokens = (config.data.image_size // config.pca.patch_size) ** 2
+    mcfg = vit.model_config_from(config.model, num_tokens=tokens, patch_dim=config.pca.patch_size**2)
+    model = nnx.eval_shape(lambda: vit.DenoisingViT(mcfg, rngs=nnx.Rngs(0)))
+    assert len(jax.tree.leaves(nnx.state(model))) > 0

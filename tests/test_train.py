@@ -64,8 +64,8 @@ def test_eight_devices_equal_one_device():
 
 
 def test_mesh_and_batch_errors_are_clear():
-    with pytest.raises(sharding.ShardingError, match="does not match the 8 devices"):
-        sharding.make_mesh(3, 1)
+    with pytest.raises(sharding.ShardingError, match="data=3 x fsdp=4 does not match the 8 devices"):
+        sharding.make_mesh(3, 4)
     with pytest.raises(sharding.ShardingError, match="not divisible by the 8 devices"):
         sharding.check_batch(60, sharding.make_mesh())
 

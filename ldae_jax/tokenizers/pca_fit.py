@@ -25,9 +25,10 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
     p, n = config.pca.patch_size, config.pca.num_patches
     grid = (config.data.image_size // p) ** 2
     per_image = min(PATCHES_PER_IMAGE, grid)
-    num_batches = math.ceil(n / (per_image * FIT_BATCH))
+    batch = min(FIT_BATCH, pipeline.num_examples(builder, config.data.train_split))
+    num_batches = math.ceil(n / (per_image * batch))
     stream = pipeline.train_iterator(
-        builder, split=config.data.train_split, global_batch_size=FIT_BATCH,
+        builder, split=config.data.train_split, global_batch_size=batch,
         image_size=config.data.image_size, augment="center_crop", flip=False,
         seed=config.seed, process_index=0, process_count=1,
     )

@@ -21,7 +21,11 @@ class ShardingError(UserError):
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
-    """A ('data', 'fsdp') mesh over all devices; -1 on one axis means 'the rest'."""
+    """A ('data', 'fsdp') mesh; -1 on one axis means 'the rest'.
+
+    Explicit sizes may use fewer than all devices of a single process (the first data * fsdp of them);
+    a multi-process run must use every device.
+    """
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices)
     if data == -1 and fsdp == -1:
@@ -30,9 +34,10 @@ def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
         data = n // fsdp if fsdp > 0 and n % fsdp == 0 else 0
     elif fsdp == -1:
         fsdp = n // data if data > 0 and n % data == 0 else 0
-    if data * fsdp != n or data < 1 or fsdp < 1:
+    fits = data * fsdp == n or (data * fsdp < n and jax.process_count() == 1)
+    if not fits or data < 1 or fsdp < 1:
         raise ShardingError(f"mesh data={data} x fsdp={fsdp} does not match the {n} devices available")
-    return Mesh(np.asarray(devices).reshape(data, fsdp), ("data", "fsdp"))
+    return Mesh(np.asarray(devices[: data * fsdp]).reshape(data, fsdp), ("data", "fsdp"))
 
 
 def check_batch(global_batch: int, mesh: Mesh) -> None:

@@ -44,28 +44,23 @@ def denoising_panels(graphdef, params, pca, schedule, images: np.ndarray, sigmas
 
 
 def plot_denoising(panels: dict, sigmas, path: str, title: str = "") -> None:
-    """Rows: one per (image, sigma); columns: COLUMNS."""
+    """One row per image: the clean image, then (latent noise, pixel noise, denoised) at each sigma."""
     num_sigmas, num_images = panels["clean"].shape[:2]
-    fig, axes = plt.subplots(
-        num_images * num_sigmas, len(COLUMNS), figsize=(1.6 * len(COLUMNS), 1.6 * num_images * num_sigmas),
-        squeeze=False,
-    )
+    cols = [("clean", 0)] + [(name, s) for s in range(num_sigmas) for name in COLUMNS[1:]]
+    fig, axes = plt.subplots(num_images, len(cols), figsize=(1.05 * len(cols), 1.15 * num_images + 0.6), squeeze=False)
     for img in range(num_images):
-        for s, sigma in enumerate(sigmas):
-            row = img * num_sigmas + s
-            for col, name in enumerate(COLUMNS):
-                ax = axes[row, col]
-                pic = np.clip((panels[name][s, img] + 1) / 2, 0, 1)
-                ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    ax.set_title(name, fontsize=8)
-                if col == 0:
-                    ax.set_ylabel(f"σ={sigma:.2f}", fontsize=7)
+        for col, (name, s) in enumerate(cols):
+            ax = axes[img, col]
+            pic = np.clip((panels[name][s, img] + 1) / 2, 0, 1)
+            ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img == 0:
+                label = name if name == "clean" else f"{name}\nσ={sigmas[s]:.2f}"
+                ax.set_title(label, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
