@@ -215,9 +215,12 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
         # Skip still-serialized records; the position keys the augmentation, so it is the same after a resume.
         skip = first_step * batch
         ds = ds.skip(skip).enumerate(start=skip)
-        ds = ds.map(lambda i, ex: {
-            "image": decode(ex["image"], tf.random.experimental.stateless_fold_in(aug_seed, i)),
-            "label": tf.cast(ex["label"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
+
+        def example(i, ex):
+            image = decode(ex["image"], tf.random.experimental.stateless_fold_in(aug_seed, i))
+            return {"image": image, "label": tf.cast(ex["label"], tf.int32)}
+
+        ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch, drop_remainder=True).take(steps_per_epoch - first_step)
         return ds.prefetch(2).with_options(_options())
 
@@ -252,9 +255,12 @@ def eval_batches(builder: tfds.core.DatasetBuilder, *, split: str, global_batch_
     ds = builder.as_dataset(split=host_splits[process_index], shuffle_files=False,
                             read_config=tfds.ReadConfig(try_autocache=False, options=_options()),
                             decoders={"image": tfds.decode.SkipDecoding()})
-    ds = ds.take(host_examples).map(lambda ex: {
-        "image": center_crop(feature.decode_example(ex["image"]), image_size),
-        "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def example(ex):
+        image = center_crop(feature.decode_example(ex["image"]), image_size)
+        return {"image": image, "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}
+
+    ds = ds.take(host_examples).map(example, num_parallel_calls=tf.data.AUTOTUNE)
     padding = tf.data.Dataset.from_tensors({
         "image": tf.zeros([image_size, image_size, feature.shape[-1]], tf.uint8),
         "label": tf.constant(0, tf.int32), "mask": tf.constant(False)})
