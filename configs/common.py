@@ -69,6 +69,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.train.b2 = 0.95  # [open] MAE's pre-training value; DiT uses 0.999
     c.train.weight_decay = 0.0
     c.train.grad_clip = 0.0  # 0 = off; the paper reports none
+    c.train.skip_nonfinite = False  # True: skip (and count) steps with a non-finite loss/gradient; False: stop
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 3

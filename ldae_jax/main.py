@@ -22,10 +22,15 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :variant).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
 flags.DEFINE_enum("mode", "all", ["all", "pca", "pretrain", "probe", "figure"], "Which stage(s) to run.")
+flags.DEFINE_bool("allow_config_change", False, "Resume a checkpoint written under a different config (warns).")
+flags.DEFINE_bool("multihost", False, "Join a multi-host job auto-detected by JAX (TPU pods, SLURM).")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for other multi-process jobs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.mark_flags_as_required(["workdir"])
 
 
-def run(config, workdir: str, mode: str = "all") -> dict:
+def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False) -> dict:
     """Run the stages of `mode`; importable from a notebook."""
     from configs import common
     from ldae_jax import config_lib
@@ -38,7 +43,10 @@ def run(config, workdir: str, mode: str = "all") -> dict:
     if mode == "pca":
         pretrain.setup_run(config, workdir)
     if mode in ("all", "pretrain"):
-        out["pretrain"] = {k: v for k, v in pretrain.train_and_evaluate(config, workdir).items() if k != "params"}
+        trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+        out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
+        if trained["preempted"]:
+            return out
     if mode in ("all", "probe"):
         out["probe"] = probe.run_probe(config, workdir)
     if mode in ("all", "figure"):
@@ -56,13 +64,23 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     from ldae_jax import config_lib
     from ldae_jax.errors import UserError
+    from ldae_jax.train import pretrain
 
     try:
+        from ldae_jax.train import distributed
+
+        distributed.initialize(
+            multihost=FLAGS.multihost, coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+        )
         config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
-        run(config, FLAGS.workdir, FLAGS.mode)
+        run(config, FLAGS.workdir, FLAGS.mode, allow_config_change=FLAGS.allow_config_change)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except pretrain.DivergenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
 
 
 def parse_flags(argv):

@@ -3,50 +3,19 @@
 import json
 import os
 
+import socket
+import subprocess
+import sys
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import quickstart
-from ldae_jax import diffusion
-from ldae_jax.models.vit import ModelConfig
-from ldae_jax.tokenizers import pca as pca_lib
-from ldae_jax.tokenizers.patches import patchify
-from ldae_jax.train import pretrain, sharding, state as state_lib
+from ldae_jax.train import pretrain, sharding
 
 from test_data import needs_debian_files
-
-
-def run_steps(mesh, num_steps=3, fsdp_min_size=2**14):
-    """Loss per step and final params of a tiny l-DAE trained on fixed synthetic images on `mesh`."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(num_steps, 16, 8, 8, 3), dtype=np.uint8)
-    acc = pca_lib.CovarianceAccumulator(48)
-    acc.update(np.asarray(patchify(images.reshape(-1, 8, 8, 3) / 127.5 - 1, 4)).reshape(-1, 48))
-    pca = pca_lib.fit(acc, patch_size=4, channels=3, d=8, whiten=False)
-    model_cfg = ModelConfig(num_tokens=4, patch_dim=48, width=32, encoder_depth=1, decoder_depth=1, num_heads=2)
-    tx = state_lib.make_optimizer(
-        type("T", (), dict(b1=0.9, b2=0.95, weight_decay=0.0, grad_clip=0.0)), state_lib.learning_rate(1e-2, 16, 1, 10)
-    )
-    key = jax.random.key(0)
-    abstract = state_lib.abstract_state(model_cfg, tx, key)
-    shardings = state_lib.TrainState(
-        step=sharding.replicated(mesh),
-        params=sharding.tree_shardings(abstract.params, mesh, fsdp_min_size),
-        opt_state=sharding.tree_shardings(abstract.opt_state, mesh, fsdp_min_size),
-    )
-    train_state = state_lib.create_state(model_cfg, tx, key, shardings)
-    step = state_lib.make_train_step(
-        state_lib.model_graph(model_cfg), tx, pca, diffusion.get_schedule("sigma_linear", 1000),
-        w_res=0.1, seed=0, state_shardings=shardings, mesh=mesh,
-    )
-    losses = []
-    for i in range(num_steps):
-        batch = sharding.global_batch({"image": images[i]}, mesh)
-        train_state, metrics = step(train_state, batch["image"])
-        losses.append(float(metrics["loss"]))
-    return losses, jax.device_get(train_state.params), train_state
+from tiny_training import run_steps
 
 
 def test_eight_devices_equal_one_device():
@@ -61,6 +30,33 @@ def test_eight_devices_equal_one_device():
     assert qkv.sharding.spec != jax.sharding.PartitionSpec() and len(qkv.addressable_shards) == 8
     assert qkv.addressable_shards[0].data.shape != qkv.shape
     assert one_losses[-1] < one_losses[0]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("data,fsdp", [(8, 1), (2, 4)])
+def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
+    """Real separate processes on localhost (JAX CPU collectives), 4 devices each, against 1 device here."""
+    out = tmp_path / "run.npz"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
+    address = f"127.0.0.1:{free_port()}"
+    procs = [
+        subprocess.Popen([sys.executable, worker, address, "2", str(i), str(data), str(fsdp), str(out)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    got = np.load(out)
+    losses, params, _ = run_steps(sharding.make_mesh(devices=jax.devices()[:1]))
+    np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)
+    for path, value in jax.tree_util.tree_leaves_with_path(params):
+        np.testing.assert_allclose(got[jax.tree_util.keystr(path)], value, rtol=1e-4, atol=1e-6)
 
 
 def test_mesh_and_batch_errors_are_clear():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
@@ -23,7 +24,7 @@ class CheckpointMismatchError(UserError):
 
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
 IDENTITY_SECTIONS = ("data", "pca", "noise", "model", "train", "seed")
-NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints"}
+NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite"}
 
 
 def config_fingerprint(config) -> dict:
@@ -57,6 +58,9 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
     def save(self, step: int, state, meta: dict) -> bool:
         return self.manager.save(
             step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
@@ -81,8 +85,8 @@ class Checkpointer:
         self.manager.close()
 
 
-def check_same_run(saved: dict, current: dict, directory: str) -> None:
-    """Refuse to resume a checkpoint written under a different config or PCA basis."""
+def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: bool = False) -> None:
+    """Refuse to resume a checkpoint written under a different config or PCA basis (or only warn)."""
     diffs = []
     old_fp, new_fp = saved.get("fingerprint", {}), current["fingerprint"]
     for key in sorted(set(old_fp) | set(new_fp)):
@@ -90,8 +94,13 @@ def check_same_run(saved: dict, current: dict, directory: str) -> None:
             diffs.append(f"{key}: checkpoint {old_fp.get(key)!r} vs config {new_fp.get(key)!r}")
     if saved.get("pca_hash") != current["pca_hash"]:
         diffs.append(f"pca basis hash: checkpoint {saved.get('pca_hash')} vs workdir {current['pca_hash']}")
-    if diffs:
-        raise CheckpointMismatchError(
-            f"{directory} holds a checkpoint of a different run ({'; '.join(diffs[:5])}"
-            f"{' ...' if len(diffs) > 5 else ''}). Use a new --workdir, or delete the old checkpoints."
-        )
+    if not diffs:
+        return
+    summary = f"{'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}"
+    if warn_only:
+        print(f"WARNING: resuming a checkpoint of a different run ({summary})", file=sys.stderr, flush=True)
+        return
+    raise CheckpointMismatchError(
+        f"{directory} holds a checkpoint of a different run ({summary}). Use a new --workdir, delete the old "
+        "checkpoints, or pass --allow_config_change to resume anyway."
+    )

@@ -7,6 +7,7 @@ different config or PCA basis); logs to TensorBoard, `metrics.jsonl` and the con
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import jax
 import numpy as np
@@ -17,7 +18,7 @@ from ldae_jax.errors import UserError
 from ldae_jax.models.vit import model_config_from
 from ldae_jax.tokenizers import pca as pca_lib
 from ldae_jax.tokenizers import pca_fit
-from ldae_jax.train import checkpoint, metrics, sharding, state as state_lib
+from ldae_jax.train import checkpoint, metrics, preemption, sharding, state as state_lib
 
 
 @dataclasses.dataclass
@@ -68,13 +69,27 @@ def run_meta(config, run: Run) -> dict:
     return {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": pca_lib.content_hash(run.pca)}
 
 
-def restore_latest(ckpt, abstract, shardings, meta: dict, workdir: str):
-    """The latest train state in `ckpt`, after checking it belongs to this run; None when there is none."""
-    latest = ckpt.latest_step()
-    if latest is None:
-        return None
-    checkpoint.check_same_run(ckpt.restore_meta(latest), meta, workdir)
-    return ckpt.restore(latest, abstract, shardings)
+def restore_latest(ckpt, abstract, shardings, meta: dict, workdir: str, *, allow_config_change: bool = False):
+    """The newest readable train state in `ckpt`, after checking it belongs to this run; None when there is none.
+
+    A checkpoint that fails to load (a corrupted or truncated file) is skipped with a warning, falling back to
+    the one before it.
+    """
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+        try:
+            saved = ckpt.restore_meta(step)
+            checkpoint.check_same_run(saved, meta, workdir, warn_only=allow_config_change)
+            return ckpt.restore(step, abstract, shardings)
+        except checkpoint.CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure means this checkpoint is unusable
+            older = f"falling back to step {steps[i + 1]}" if i + 1 < len(steps) else "no older checkpoint"
+            message = f"WARNING: checkpoint at step {step} in {workdir} cannot be read ({type(e).__name__}: {e}); {older}"
+            print(message.splitlines()[0], file=sys.stderr, flush=True)
+    if steps:
+        raise UserError(f"no checkpoint in {workdir}/checkpoints can be read; delete the folder to start over")
+    return None
 
 
 def restore_params(config, workdir: str, run: Run):
@@ -89,10 +104,25 @@ def restore_params(config, workdir: str, run: Run):
     return int(restored.step), restored.params
 
 
-def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -> dict:
-    """Pre-train to config.train's length; returns {'step', 'loss', 'params'} of the final state.
+class DivergenceError(RuntimeError):
+    """A non-finite loss or gradient; the state of the step before it is what the last checkpoint holds."""
+
+
+def _first_nonfinite(host_metrics: list[dict], first_step: int) -> tuple[int, dict] | None:
+    for i, m in enumerate(host_metrics):
+        if m["nonfinite"]:
+            return first_step + i, m
+    return None
+
+
+def train_and_evaluate(
+    config, workdir: str, *, stop_after: int | None = None, allow_config_change: bool = False
+) -> dict:
+    """Pre-train to config.train's length; returns {'step', 'loss', 'params', 'preempted', 'skipped_steps'}.
 
     `stop_after` ends the run early at that step with a checkpoint, as an interruption would (a rerun resumes).
+    SIGTERM does the same at the next step. `allow_config_change` resumes a checkpoint written under another
+    config (with a warning) instead of refusing.
     """
     run = setup_run(config, workdir)
     if jax.process_index() == 0:
@@ -104,7 +134,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
     shardings = state_lib.state_shardings(abstract, run.mesh)
     ckpt = checkpoint.Checkpointer(f"{workdir}/checkpoints", keep=tc.keep_checkpoints)
     meta = run_meta(config, run)
-    train_state = restore_latest(ckpt, abstract, shardings, meta, workdir)
+    train_state = restore_latest(ckpt, abstract, shardings, meta, workdir, allow_config_change=allow_config_change)
     if train_state is None:
         train_state = state_lib.create_state(run.model_cfg, tx, key, shardings)
     elif jax.process_index() == 0:
@@ -122,28 +152,51 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
     )
     log = metrics.MetricsLog(workdir)
     progress = metrics.Progress(total_steps, tc.batch_size, start)
-    pending = []  # device scalars since the last log: no host sync inside the loop
-    last_loss = float("nan")
+    watch = preemption.PreemptionWatch()
+    pending = []  # device scalars since the last check: no host sync inside the loop
+    last_loss, skipped, preempted = float("nan"), 0, False
     end = total_steps if stop_after is None else min(stop_after, total_steps)
-    for step in range(start, end):
-        batch = sharding.global_batch({"image": next(batches)["image"]}, run.mesh)
-        train_state, step_metrics = step_fn(train_state, batch["image"])
-        pending.append(step_metrics)
-        done = step + 1
-        if done % tc.log_every == 0 or done == total_steps:
-            host = jax.device_get(pending)
+    try:
+        for step in range(start, end):
+            batch = sharding.global_batch({"image": next(batches)["image"]}, run.mesh)
+            train_state, step_metrics = step_fn(train_state, batch["image"])
+            pending.append(step_metrics)
+            done = step + 1
+            preempted = watch.reached(done)
+            save = done % tc.checkpoint_every == 0 or done == end or preempted
+            if not (save or done % tc.log_every == 0):
+                continue
+            # Check every step since the last check before anything is saved or logged.
+            host, first = jax.device_get(pending), done - len(pending) + 1
             pending = []
-            scalars = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-            if not np.isfinite(scalars["loss"]):
-                raise FloatingPointError(f"non-finite loss at step {done}; the last checkpoint is kept")
-            scalars["lr"] = float(lr_fn(done - 1))
-            speed = progress.report(done)
-            log.write(done, {**scalars, **speed})
-            if jax.process_index() == 0:
-                print(metrics.log_line(done, total_steps, scalars, speed), flush=True)
-            last_loss = scalars["loss"]
-        if done % tc.checkpoint_every == 0 or done == end:
-            ckpt.save(done, train_state, meta)
-    ckpt.close()
-    log.close()
-    return {"step": int(train_state.step), "loss": last_loss, "params": train_state.params}
+            bad = _first_nonfinite(host, first)
+            if bad and not tc.skip_nonfinite:
+                raise DivergenceError(
+                    f"non-finite loss or gradient at step {bad[0]} (loss {float(bad[1]['loss'])}, grad norm "
+                    f"{float(bad[1]['grad_norm'])}); stopped, the last checkpoint (step {ckpt.latest_step()}) is "
+                    "kept. Lower train.base_lr, set train.grad_clip, or train.skip_nonfinite=True to skip such steps"
+                )
+            skipped += sum(int(m["nonfinite"]) for m in host)
+            if done % tc.log_every == 0 or done == end:
+                good = [m for m in host if not m["nonfinite"]] or host
+                scalars = {k: float(np.mean([m[k] for m in good])) for k in ("loss", "grad_norm")}
+                scalars.update(lr=float(lr_fn(done - 1)), skipped_steps=skipped)
+                speed = progress.report(done)
+                log.write(done, {**scalars, **speed})
+                if jax.process_index() == 0:
+                    print(metrics.log_line(done, total_steps, scalars, speed), flush=True)
+                last_loss = scalars["loss"]
+            if save:
+                ckpt.save(done, train_state, meta)
+            if preempted:
+                if jax.process_index() == 0:
+                    print(f"Preempted: checkpoint saved at step {done}; rerun the same command to resume.", flush=True)
+                break
+    finally:
+        watch.close()
+        ckpt.close()
+        log.close()
+    return {
+        "step": int(train_state.step), "loss": last_loss, "params": train_state.params,
+        "preempted": preempted, "skipped_steps": skipped,
+    }

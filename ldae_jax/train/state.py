@@ -92,9 +92,16 @@ def make_train_step(graphdef, tx, pca, schedule, *, w_res: float, seed: int, sta
             return loss
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        grad_norm = optax.global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        # Divergence guard: a step with a non-finite loss or gradient leaves params and optimizer untouched, so
+        # a checkpoint can never hold NaNs; the loop stops on it or (train.skip_nonfinite) counts and goes on.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        params = jax.tree.map(keep, params, state.params)
+        opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "nonfinite": (~finite).astype(jnp.int32)}
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return jax.jit(

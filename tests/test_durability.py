@@ -1,0 +1,127 @@
+"""Nothing lost on interruption: SIGTERM, kill -9, corrupted checkpoints, divergence, config changes."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from ldae_jax.train import pretrain
+from ldae_jax.train.checkpoint import CheckpointMismatchError
+
+from test_data import needs_debian_files
+from test_train import read_metrics, tiny_config
+
+pytestmark = needs_debian_files
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_cli(workdir, *overrides):
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "ldae_jax.main", "--config=configs/quickstart.py:tiny", f"--workdir={workdir}",
+         "--mode=pretrain", "--config.mesh.data=1", *overrides],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_for_step(proc, step):
+    """Read the child's output until its progress line for `step`; returns everything read."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(f"step {step}/"):
+            return seen
+    raise AssertionError("".join(seen[-20:]))
+
+
+def last_loss_per_step(workdir):
+    return {m["step"]: m["loss"] for m in read_metrics(workdir)}  # a resumed run re-logs: keep the last
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
+    workdir = tmp_path / "run"
+    proc = start_cli(workdir, "--config.train.total_steps=2000", "--config.train.log_every=1",
+                     "--config.train.checkpoint_every=1000")
+    wait_for_step(proc, 3)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    assert "Preempted: checkpoint saved at step" in out
+    steps = [int(os.path.basename(p)) for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))]
+    assert len(steps) == 1 and 3 <= steps[0] < 2000
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
+    overrides = dict(total_steps=14, log_every=1, checkpoint_every=4)
+    reference = pretrain.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "ref"))
+    workdir = tmp_path / "killed"
+    kill_at = int(np.random.default_rng().integers(5, 12))
+    proc = start_cli(workdir, *(f"--config.train.{k}={v}" for k, v in overrides.items()))
+    wait_for_step(proc, kill_at)
+    proc.kill()
+    proc.wait()
+    resumed = pretrain.train_and_evaluate(tiny_config(**overrides), str(workdir))
+    assert resumed["step"] == 14
+    assert last_loss_per_step(workdir) == last_loss_per_step(tmp_path / "ref"), f"killed at step {kill_at}"
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(reference["params"]), jax.device_get(resumed["params"]))
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    config = tiny_config(total_steps=10, log_every=5, checkpoint_every=5)
+    workdir = str(tmp_path / "run")
+    reference = pretrain.train_and_evaluate(config, workdir)
+    for path in glob.glob(f"{workdir}/checkpoints/10/state/**/*", recursive=True):
+        if os.path.isfile(path):
+            with open(path, "wb") as f:
+                f.write(b"garbage")
+    # A save killed half-way leaves only orbax's temporary folder, which is never taken for a checkpoint.
+    os.makedirs(f"{workdir}/checkpoints/15.orbax-checkpoint-tmp-1234/state")
+    run = pretrain.setup_run(config, workdir)
+    step, _ = pretrain.restore_params(config, workdir, run)
+    assert step == 5
+    assert "checkpoint at step 10" in capsys.readouterr().err
+    # Training from the fallback redoes steps 6..10 and lands on the same parameters.
+    import shutil
+
+    shutil.rmtree(f"{workdir}/checkpoints/10")
+    again = pretrain.train_and_evaluate(config, workdir)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(reference["params"]), jax.device_get(again["params"]))
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_config(total_steps=20, log_every=5, checkpoint_every=1, base_lr=1e6)
+    workdir = str(tmp_path / "run")
+    with pytest.raises(pretrain.DivergenceError, match=r"non-finite loss or gradient at step \d+"):
+        pretrain.train_and_evaluate(config, workdir)
+    run = pretrain.setup_run(config, workdir)
+    step, params = pretrain.restore_params(config, workdir, run)
+    assert step < 20
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
+
+
+def test_skip_nonfinite_counts_and_continues(tmp_path):
+    config = tiny_config(total_steps=20, log_every=5, checkpoint_every=10, base_lr=1e6)
+    config.train.skip_nonfinite = True
+    out = pretrain.train_and_evaluate(config, str(tmp_path / "run"))
+    assert out["step"] == 20 and out["skipped_steps"] > 0
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(out["params"]))
+    logged = read_metrics(str(tmp_path / "run"))
+    assert logged[-1]["skipped_steps"] == out["skipped_steps"]
+
+
+def test_allow_config_change_resumes_with_a_warning(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    pretrain.train_and_evaluate(tiny_config(total_steps=4, log_every=2, checkpoint_every=2), workdir)
+    changed = tiny_config(total_steps=6, log_every=2, checkpoint_every=2)
+    with pytest.raises(CheckpointMismatchError, match="train.total_steps: checkpoint 4 vs config 6"):
+        pretrain.train_and_evaluate(changed, workdir)
+    out = pretrain.train_and_evaluate(changed, workdir, allow_config_change=True)
+    assert out["step"] == 6
+    assert "resuming a checkpoint of a different run" in capsys.readouterr().err
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["train"]["total_steps"] == 6
