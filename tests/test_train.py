@@ -59,6 +59,27 @@ def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
         np.testing.assert_allclose(got[jax.tree_util.keystr(path)], value, rtol=1e-4, atol=1e-6)
 
 
+@needs_debian_files
+def test_pca_fit_over_two_processes_gives_every_host_the_same_basis(tmp_path):
+    from ldae_jax.data import pipeline
+
+    data_dir = str(tmp_path / "tfds")
+    pipeline.get_builder("fashion_mnist_local", data_dir)  # prepare once, before the workers share it
+    worker = os.path.join(os.path.dirname(__file__), "multiprocess_pca_worker.py")
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    procs = [
+        subprocess.Popen([sys.executable, worker, address, "2", str(i), data_dir], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    hashes = [line.split()[1] for log in logs for line in log.splitlines() if line.startswith("HASH ")]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]
+    assert "fitted on 5000 patches" in logs[0]  # both hosts' shares, summed
+
+
 def test_mesh_and_batch_errors_are_clear():
     with pytest.raises(sharding.ShardingError, match="data=3 x fsdp=4 does not match the 8 devices"):
         sharding.make_mesh(3, 4)
@@ -98,3 +119,16 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     other = tiny_config(total_steps=2, log_every=1, base_lr=0.5)
     with pytest.raises(ValueError, match="different run.*train.base_lr"):
         pretrain.train_and_evaluate(other, str(tmp_path))
+
+
+def test_memory_tool_counts_replicated_and_fsdp_bytes():
+    from configs import common
+    from ldae_jax.train import memory
+
+    abstract = memory.abstract_state(common.ldae_base(), "B")
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
+    params, opt = memory.state_bytes(abstract, 8, 1)
+    assert params == 4 * count and opt > 2 * params  # AdamW: two float32 moments (+ a step count)
+    sharded, _ = memory.state_bytes(abstract, 1, 8)
+    assert params / 8 <= sharded < params / 7  # all but the small tensors split 8 ways
+    assert "| B | 187M | 1 x 8 |" in memory.table(common.ldae_base(), ["B"], ["1x8"])

@@ -1,8 +1,9 @@
 """Fit the patch-PCA basis of a run from its train split, or load the one already in the workdir.
 
-Images come from a seeded, shuffled stream of center crops; `patches_per_image` grid-aligned patches are
-drawn from each until `num_patches` are in the float64 covariance. Every process reads the same stream, so
-all hosts compute the same basis (checked later through the content hash in checkpoints).
+Images come from a seeded, shuffled stream of center crops; up to 16 grid-aligned patches are drawn from each
+until `num_patches` are in the float64 covariance. Each process reads its own slice of the split and
+accumulates its share; the sums are added across processes, so every host computes the same basis from all
+of them (checked by comparing the content hash across hosts).
 """
 
 from __future__ import annotations
@@ -16,23 +17,24 @@ import numpy as np
 
 from ldae_jax.data import pipeline
 from ldae_jax.tokenizers import pca as pca_lib
+from ldae_jax.train import hosts as hosts_lib
 
 PATCHES_PER_IMAGE = 16
 FIT_BATCH = 256
 
 
 def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
-    p, n = config.pca.patch_size, config.pca.num_patches
+    p, hosts = config.pca.patch_size, jax.process_count()
+    n = math.ceil(config.pca.num_patches / hosts)  # this host's share
     grid = (config.data.image_size // p) ** 2
     per_image = min(PATCHES_PER_IMAGE, grid)
-    batch = min(FIT_BATCH, pipeline.num_examples(builder, config.data.train_split))
+    batch = min(FIT_BATCH, pipeline.num_examples(builder, config.data.train_split) // hosts)
     num_batches = math.ceil(n / (per_image * batch))
     stream = pipeline.train_iterator(
-        builder, split=config.data.train_split, global_batch_size=batch,
-        image_size=config.data.image_size, augment="center_crop", flip=False,
-        seed=config.seed, process_index=0, process_count=1,
+        builder, split=config.data.train_split, global_batch_size=batch * hosts,
+        image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
     )
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed + 1_000_003 * jax.process_index())  # distinct draws per host
     channels = builder.info.features["image"].shape[-1]
     acc = pca_lib.CovarianceAccumulator(p * p * channels)
     start = time.perf_counter()
@@ -40,7 +42,10 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
         images = pipeline.normalize_images(next(stream)["image"].astype(np.float64))
         take = min(n - acc.count, per_image * images.shape[0])
         acc.update(pca_lib.sample_patches(images, p, take, rng))
+    acc.count = int(hosts_lib.sum_float64(np.array(acc.count)))
+    acc.total, acc.outer = hosts_lib.sum_float64(acc.total), hosts_lib.sum_float64(acc.outer)
     fitted = pca_lib.fit(acc, patch_size=p, channels=channels, d=config.pca.d, whiten=config.pca.whiten)
+    hosts_lib.check_same_on_all_hosts(pca_lib.content_hash(fitted), "the fitted PCA basis")
     print(
         f"PCA: fitted on {acc.count} patches of {p}x{p}x{channels} in {time.perf_counter() - start:.1f}s; "
         f"top-{config.pca.d} of {p * p * channels} dims explain {100 * pca_lib.explained_variance(fitted):.1f}% "
@@ -57,6 +62,7 @@ def fit_or_load(config, workdir: str, builder) -> pca_lib.PatchPCA:
     expected = dict(patch_size=config.pca.patch_size, channels=channels, d=config.pca.d, whiten=config.pca.whiten)
     if os.path.exists(path):
         fitted = pca_lib.load(path, **expected)
+        hosts_lib.check_same_on_all_hosts(pca_lib.content_hash(fitted), f"{path}")
     else:
         fitted = fit_from_dataset(config, builder)
         if jax.process_index() == 0:

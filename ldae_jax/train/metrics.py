@@ -33,6 +33,25 @@ class MetricsLog:
         self.writer.close()
 
 
+def describe_state(abstract_state, shardings, mesh, workdir: str) -> str:
+    """A short summary (parameter count, bytes per device) for the console; the full table goes to a file."""
+    from clu import parameter_overview
+
+    from ldae_jax.train import sharding
+
+    table = parameter_overview.get_parameter_overview(abstract_state.params, include_stats=False)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "parameters.txt"), "w") as f:
+            f.write(table + "\n")
+    count = sum(int(x.size) for x in jax.tree.leaves(abstract_state.params))
+    params = sharding.bytes_per_device(abstract_state.params, shardings.params)
+    opt = sharding.bytes_per_device(abstract_state.opt_state, shardings.opt_state)
+    return (
+        f"Model: {count / 1e6:.2f}M parameters (table in parameters.txt); per device on mesh "
+        f"{dict(mesh.shape)}: params {params / 2**20:.1f} MiB + optimizer state {opt / 2**20:.1f} MiB"
+    )
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)

@@ -132,6 +132,8 @@ def train_and_evaluate(
     key = jax.random.key(config.seed)
     abstract = state_lib.abstract_state(run.model_cfg, tx, key)
     shardings = state_lib.state_shardings(abstract, run.mesh)
+    if jax.process_index() == 0:
+        print(metrics.describe_state(abstract, shardings, run.mesh, workdir), flush=True)
     ckpt = checkpoint.Checkpointer(f"{workdir}/checkpoints", keep=tc.keep_checkpoints)
     meta = run_meta(config, run)
     train_state = restore_latest(ckpt, abstract, shardings, meta, workdir, allow_config_change=allow_config_change)

@@ -79,3 +79,11 @@ def global_batch(local: dict, mesh: Mesh) -> dict:
     """Assemble host-local numpy arrays into global jax.Arrays split over ('data', 'fsdp')."""
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def bytes_per_device(abstract_tree, shardings) -> int:
+    """Bytes one device holds of a sharded pytree (the largest shard of each array, summed)."""
+    total = 0
+    for a, s in zip(jax.tree.leaves(abstract_tree), jax.tree.leaves(shardings)):
+        total += int(np.prod(s.shard_shape(a.shape), dtype=np.int64)) * np.dtype(a.dtype).itemsize
+    return total
