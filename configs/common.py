@@ -58,6 +58,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.model.cond_hidden_ratio = 0.25  # the paper's conditioning MLP at 1/4 width
     c.model.adaln_zero = False  # DiT's residual gates; the l-DAE text describes LN scale and bias only
     c.model.dtype = "bfloat16"  # compute precision; parameters stay float32
+    c.model.remat = False  # recompute block activations in the backward pass (less memory, more compute)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 2048

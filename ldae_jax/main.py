@@ -32,6 +32,8 @@ flags.mark_flags_as_required(["workdir"])
 
 def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False) -> dict:
     """Run the stages of `mode`; importable from a notebook."""
+    import jax
+
     from configs import common
     from ldae_jax import config_lib
     from ldae_jax.evaluate import probe
@@ -51,9 +53,11 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         out["probe"] = probe.run_probe(config, workdir)
     if mode in ("all", "figure"):
         out["figure"] = denoising.write_denoising_figure(config, workdir)
-        print(f"Figure: {out['figure']}")
     out["seconds"] = time.perf_counter() - start
-    print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
+    if jax.process_index() == 0:
+        if "figure" in out:
+            print(f"Figure: {out['figure']}")
+        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
     return out
 
 

@@ -85,3 +85,20 @@ def test_bad_sizes_are_clear_errors():
         vit.model_config_from(
             ml_collections.ConfigDict(dict(size="mini", width=30, num_heads=4, dtype="float32")), num_tokens=4, patch_dim=3
         )
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    x = jax.random.normal(jax.random.key(1), (2, 16, 12))
+    t = jnp.array([3, 700])
+    grads = []
+    for remat in (False, True):
+        model = vit.DenoisingViT(small_cfg(remat=remat), rngs=nnx.Rngs(0))
+        model.head.kernel[...] = jax.random.normal(jax.random.key(2), model.head.kernel[...].shape)  # not zero-init
+        graphdef, params = nnx.split(model)
+
+        def loss(p):
+            return jnp.mean(nnx.merge(graphdef, p)(x, t) ** 2)
+
+        grads.append(jax.jit(jax.grad(loss))(params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
+    assert float(jnp.abs(grads[1]["blocks"][0]["qkv"]["kernel"][...]).max()) > 0

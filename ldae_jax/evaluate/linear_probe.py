@@ -59,6 +59,8 @@ def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.n
     """Features and labels of every example of `split` (padding removed), on every host."""
     feats, labels = [], []
     start = time.perf_counter()
+    # The feature batch only sets speed, never results: round it up to a multiple of the devices.
+    batch_size = -(-batch_size // run.mesh.size) * run.mesh.size
     batches = pipeline.eval_batches(
         run.builder, split=split, global_batch_size=batch_size, image_size=run.config.data.image_size
     )

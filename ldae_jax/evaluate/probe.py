@@ -51,7 +51,8 @@ def run_probe(config, workdir: str) -> dict:
     results = {}
     for name, features in candidates.items():
         start = time.perf_counter()
-        print(f"Probing {name}:", flush=True)
+        if jax.process_index() == 0:
+            print(f"Probing {name}:", flush=True)
         train = linear_probe.extract(run, features, config.data.train_split, p.feature_batch_size, "train")
         test = linear_probe.extract(run, features, config.data.eval_split, p.feature_batch_size, "test")
         out = linear_probe.train_linear_probe(
@@ -62,7 +63,8 @@ def run_probe(config, workdir: str) -> dict:
         out["seconds"] = time.perf_counter() - start
         out["feature_dim"] = int(train[0].shape[1])
         results[name] = out
-        print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s", flush=True)
+        if jax.process_index() == 0:
+            print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s", flush=True)
 
     summary = {"step": step, "protocol": dict(p), "results": results}
     if jax.process_index() == 0:

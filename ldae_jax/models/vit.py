@@ -46,6 +46,7 @@ class ModelConfig:
     t_freq_dim: int = 256
     adaln_zero: bool = False
     dtype: str = "float32"
+    remat: bool = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
 
     @property
     def depth(self) -> int:
@@ -74,6 +75,7 @@ def model_config_from(cfg, *, num_tokens: int, patch_dim: int) -> ModelConfig:
         cond_hidden_ratio=cfg.get("cond_hidden_ratio", 0.25),
         adaln_zero=cfg.get("adaln_zero", False),
         dtype=cfg.dtype,
+        remat=cfg.get("remat", False),
     )
 
 
@@ -161,6 +163,10 @@ class Block(nnx.Module):
         return x + gate2 * self.fc2(nnx.gelu(self.fc1(h), approximate=True))
 
 
+def _apply_block(block, x, t_emb):
+    return block(x, t_emb)
+
+
 class DenoisingViT(nnx.Module):
     """tokens x_t [B, N, D] and steps t [B] -> predicted clean tokens [B, N, D]."""
 
@@ -181,8 +187,9 @@ class DenoisingViT(nnx.Module):
 
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
         x, t_emb = self._stem(x, t)
+        apply = nnx.remat(_apply_block) if self.cfg.remat else _apply_block
         for block in self.blocks:
-            x = block(x, t_emb)
+            x = apply(block, x, t_emb)
         shift, scale = self.final_cond(t_emb)
         return self.head(_modulate(self.final_norm(x), shift, scale)).astype(jnp.float32)
 

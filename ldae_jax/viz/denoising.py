@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 
 from ldae_jax import objectives  # noqa: E402
 from ldae_jax.tokenizers.patches import patchify, unpatchify  # noqa: E402
@@ -80,10 +81,12 @@ def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=
             image_size=config.data.image_size, process_index=0, process_count=1,
         )
     )
-    panels = denoising_panels(
-        state_lib.model_graph(run.model_cfg), jax.device_get(params), run.pca, run.schedule,
-        batch["image"], sigmas, seed=config.seed,
-    )
+    params = multihost_utils.process_allgather(params, tiled=True)  # every host joins; host 0 draws
     path = os.path.join(workdir, "denoising.png")
-    plot_denoising(panels, sigmas, path, title=f"l-DAE at step {step}: noise in a d={run.pca.d} PCA latent")
+    if jax.process_index() == 0:
+        panels = denoising_panels(
+            state_lib.model_graph(run.model_cfg), params, run.pca, run.schedule, batch["image"], sigmas,
+            seed=config.seed,
+        )
+        plot_denoising(panels, sigmas, path, title=f"l-DAE at step {step}: noise in a d={run.pca.d} PCA latent")
     return path
