@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     # tfds 4.9.10 imports it on Python 3.11 without declaring it.
     "importlib_resources==7.1.0",
     "ml-collections==1.1.0",
+    # Paths that work the same for local folders and gs:// buckets (TPU pods share a bucket workdir).
+    "etils[epath]==1.15.0",
     "clu==0.0.12",
     "numpy==2.4.6",
     "protobuf==7.36.2",

@@ -1,13 +1,16 @@
-"""Config checks and the one place where epochs become steps."""
+"""Config checks, the one place where epochs become steps, and the workdir's config.json.
+
+Workdir paths go through etils.epath, so a `gs://` workdir (TPU pods) works like a local one.
+"""
 
 from __future__ import annotations
 
 import difflib
 import json
 import math
-import os
 
 import ml_collections
+from etils import epath
 
 from ldae_jax.errors import UserError
 
@@ -67,23 +70,21 @@ def steps(num_examples: int, batch_size: int, *, epochs: float = 0.0, total_step
 def prepare_workdir(workdir: str) -> None:
     """Create the workdir and prove it is writable, before any long work starts."""
     try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"cannot write to workdir {workdir!r}: {e.strerror}; choose another --workdir") from None
+        path = epath.Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ".write_test").write_text("ok")
+        (path / ".write_test").unlink()
+    except Exception as e:  # noqa: BLE001 - local OSError or a cloud-storage error alike
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise UserError(f"cannot write to workdir {workdir!r}: {reason}; choose another --workdir") from None
 
 
 def save_config(config, workdir: str) -> None:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
         raise UserError(f"{path} not found: pass --config, or point --workdir at a run made by ldae_jax.main")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(path.read_text()))

@@ -127,3 +127,21 @@ def test_every_config_is_valid_and_builds(name, arg):
     mcfg = vit.model_config_from(config.model, num_tokens=tokens, patch_dim=config.pca.patch_size**2)
     model = nnx.eval_shape(lambda: vit.DenoisingViT(mcfg, rngs=nnx.Rngs(0)))
     assert len(jax.tree.leaves(nnx.state(model))) > 0
+
+
+@pytest.mark.slow
+@needs_debian_files
+def test_two_process_run_of_the_whole_program(tmp_path):
+    """launch.py local: 2 processes x 4 CPU devices run pretrain -> probe -> figure as one multi-host job."""
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "launch/launch.py", "local", "--num-processes=2", "--devices-per-process=4",
+         "--config=configs/quickstart.py:tiny", f"--workdir={workdir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    probe = check_outputs(str(workdir))
+    assert probe["step"] == 20
+    log = (workdir / "logs" / "process_0.log").read_text()
+    assert "Joined 2 processes, 8 devices (4 local)" in log
+    assert "Probing" not in (workdir / "logs" / "process_1.log").read_text()  # only host 0 prints

@@ -7,10 +7,10 @@ Baselines get the same head, budget and protocol: 'random_init' is the same netw
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
+from etils import epath
 
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import linear_probe
@@ -68,8 +68,7 @@ def run_probe(config, workdir: str) -> dict:
 
     summary = {"step": step, "protocol": dict(p), "results": results}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "probe.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        (epath.Path(workdir) / "probe.json").write_text(json.dumps(summary, indent=2))
         print(format_table(summary, describe(config, step, run.model_cfg.encoder_depth)))
     return summary
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from typing import Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from ldae_jax.errors import UserError
 
@@ -258,10 +258,11 @@ def save(pca: PatchPCA, path: str) -> None:
     arrays = {name: np.asarray(getattr(pca, name), np.float32) for name in _ARRAY_FIELDS}
     meta = {"patch_size": np.int64(pca.patch_size), "channels": np.int64(pca.channels), "d": np.int64(pca.d),
             "whiten": np.bool_(pca.whiten)}
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    path = epath.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
         np.savez(f, **arrays, **meta, content_hash=np.str_(content_hash(pca)), format=np.str_(_FORMAT))
-    os.replace(tmp, path)
+    tmp.rename(path)
 
 
 def _mismatch(path: str, field: str, file_value: object, expected: object) -> PCAMismatchError:
@@ -279,9 +280,9 @@ def load(path: str, *, patch_size: int, channels: int, d: int, whiten: bool,
     reused with the requested d and whiten (the returned PatchPCA, and its content_hash, use the requested ones).
     Raises FileNotFoundError if missing and PCAMismatchError on any disagreement.
     """
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():
         raise FileNotFoundError(f"PCA basis {path} does not exist; fit it first (tokenizers.pca.fit then save)")
-    with np.load(path, allow_pickle=False) as npz:
+    with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
         data = {k: npz[k] for k in npz.files}
     required = _ARRAY_FIELDS + _META_FIELDS + ("content_hash", "format")
     missing = [k for k in required if k not in data]

@@ -9,11 +9,11 @@ of them (checked by comparing the content hash across hosts).
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import jax
 import numpy as np
+from etils import epath
 
 from ldae_jax.data import pipeline
 from ldae_jax.tokenizers import pca as pca_lib
@@ -57,10 +57,10 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
 
 def fit_or_load(config, workdir: str, builder) -> pca_lib.PatchPCA:
     """`workdir/pca.npz` if present (checked against the config), else a new fit saved there."""
-    path = os.path.join(workdir, "pca.npz")
+    path = str(epath.Path(workdir) / "pca.npz")
     channels = builder.info.features["image"].shape[-1]
     expected = dict(patch_size=config.pca.patch_size, channels=channels, d=config.pca.d, whiten=config.pca.whiten)
-    if os.path.exists(path):
+    if epath.Path(path).exists():
         fitted = pca_lib.load(path, **expected)
         hosts_lib.check_same_on_all_hosts(pca_lib.content_hash(fitted), f"{path}")
     else:

@@ -52,7 +52,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, *, keep: int):
         self.manager = ocp.CheckpointManager(
-            os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+            directory if "://" in directory else os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
 
     def latest_step(self) -> int | None:

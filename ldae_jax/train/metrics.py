@@ -6,11 +6,11 @@ Only process 0 writes; every process may call these.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
 from clu import metric_writers
+from etils import epath
 
 
 class MetricsLog:
@@ -19,14 +19,16 @@ class MetricsLog:
         self.writer = metric_writers.create_default_writer(
             workdir, just_logging=not self.is_writer, asynchronous=False
         )
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        # Rewritten whole at each write (cloud storage cannot append); a resumed run keeps the earlier lines.
+        self.path = epath.Path(workdir) / "metrics.jsonl"
+        self.lines = self.path.read_text().splitlines() if self.is_writer and self.path.exists() else []
 
     def write(self, step: int, scalars: dict) -> None:
         scalars = {k: float(v) for k, v in scalars.items()}
         self.writer.write_scalars(step, scalars)
         if self.is_writer:
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"step": step, **scalars}) + "\n")
+            self.lines.append(json.dumps({"step": step, **scalars}))
+            self.path.write_text("\n".join(self.lines) + "\n")
 
     def close(self) -> None:
         self.writer.flush()
@@ -41,8 +43,7 @@ def describe_state(abstract_state, shardings, mesh, workdir: str) -> str:
 
     table = parameter_overview.get_parameter_overview(abstract_state.params, include_stats=False)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "parameters.txt"), "w") as f:
-            f.write(table + "\n")
+        (epath.Path(workdir) / "parameters.txt").write_text(table + "\n")
     count = sum(int(x.size) for x in jax.tree.leaves(abstract_state.params))
     params = sharding.bytes_per_device(abstract_state.params, shardings.params)
     opt = sharding.bytes_per_device(abstract_state.opt_state, shardings.opt_state)

@@ -6,6 +6,8 @@ latent coordinate is in pixel units (PAPER.md Fig. 7 and 8).
 
 from __future__ import annotations
 
+import io
+
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -13,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
@@ -62,14 +65,14 @@ def plot_denoising(panels: dict, sigmas, path: str, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    epath.Path(path).write_bytes(buffer.getvalue())
 
 
 def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 1.41)) -> str:
     """Draw `workdir/denoising.png` from the run's latest checkpoint and the first test images."""
-    import os
-
     from ldae_jax.data import pipeline
     from ldae_jax.train import pretrain, state as state_lib
 
@@ -82,11 +85,11 @@ def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=
         )
     )
     params = multihost_utils.process_allgather(params, tiled=True)  # every host joins; host 0 draws
-    path = os.path.join(workdir, "denoising.png")
+    path = epath.Path(workdir) / "denoising.png"
     if jax.process_index() == 0:
         panels = denoising_panels(
             state_lib.model_graph(run.model_cfg), params, run.pca, run.schedule, batch["image"], sigmas,
             seed=config.seed,
         )
         plot_denoising(panels, sigmas, path, title=f"l-DAE at step {step}: noise in a d={run.pca.d} PCA latent")
-    return path
+    return str(path)
