@@ -59,6 +59,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.model.adaln_zero = False  # DiT's residual gates; the l-DAE text describes LN scale and bias only
     c.model.dtype = "bfloat16"  # compute precision; parameters stay float32
     c.model.remat = False  # recompute block activations in the backward pass (less memory, more compute)
+    c.model.scan_layers = False  # stack the blocks and lax.scan over them (compile time independent of depth)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 2048

@@ -102,3 +102,27 @@ def test_remat_gives_the_same_loss_and_gradients():
         grads.append(jax.jit(jax.grad(loss))(params))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *grads)
     assert float(jnp.abs(grads[1]["blocks"][0]["qkv"]["kernel"][...]).max()) > 0
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scanned_layers_equal_unrolled_layers(remat):
+    """The same parameters, stacked for lax.scan or kept per block, give the same outputs, features and grads."""
+    x = jax.random.normal(jax.random.key(1), (2, 16, 12))
+    t = jnp.array([3, 700])
+    unrolled = vit.DenoisingViT(small_cfg(), rngs=nnx.Rngs(0))
+    unrolled.head.kernel[...] = jax.random.normal(jax.random.key(2), unrolled.head.kernel[...].shape)
+    graph_u, params_u = nnx.split(unrolled)
+    params_u = params_u.to_pure_dict()
+    scanned = vit.DenoisingViT(small_cfg(scan_layers=True, remat=remat), rngs=nnx.Rngs(5))
+    graph_s, params_s = nnx.split(scanned)
+    params_s = params_s.to_pure_dict()
+    blocks = [params_u["blocks"][i] for i in range(3)]
+    params_s = {**params_u, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(nnx.merge(graph_s, params_s).features(x, t, k),
+                                   nnx.merge(graph_u, params_u).features(x, t, k), rtol=1e-5, atol=1e-6)
+    loss = lambda g, p: jnp.mean(nnx.merge(g, p)(x, t) ** 2)  # noqa: E731
+    np.testing.assert_allclose(loss(graph_s, params_s), loss(graph_u, params_u), rtol=1e-5)
+    grad_s = jax.grad(lambda p: loss(graph_s, p))(params_s)
+    grad_u = jax.grad(lambda p: loss(graph_u, p))(params_u)
+    np.testing.assert_allclose(grad_s["blocks"]["qkv"]["kernel"][1], grad_u["blocks"][1]["qkv"]["kernel"], rtol=1e-4, atol=1e-5)
