@@ -132,3 +132,12 @@ def test_memory_tool_counts_replicated_and_fsdp_bytes():
     sharded, _ = memory.state_bytes(abstract, 1, 8)
     assert params / 8 <= sharded < params / 7  # all but the small tensors split 8 ways
     assert "| B | 187M | 1 x 8 |" in memory.table(common.ldae_base(), ["B"], ["1x8"])
+
+
+def test_memory_tool_measures_activations_and_remat_saves_memory():
+    from configs import common
+    from ldae_jax.train import memory
+
+    plain = memory.activation_bytes(common.ldae_base(), "mini", 4, remat=False)
+    remat = memory.activation_bytes(common.ldae_base(), "mini", 4, remat=True)
+    assert 0 < remat < plain

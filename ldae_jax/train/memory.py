@@ -1,11 +1,13 @@
-"""Bytes per device of parameters + AdamW state for a config on a mesh, from shapes alone (nothing allocated).
+"""Memory per device of the paper's l-DAE models: parameters + AdamW state, and the train step's activations.
 
     python -m ldae_jax.train.memory --sizes=B,half_L,L --meshes=8x1,1x8,64x1,1x64,8x8
+    python -m ldae_jax.train.memory --sizes=B,L --activations --batch=2048 --devices=64,256
 
-The model and optimizer are the paper recipe's (`configs/common.py`: 256 px, patch 16, AdamW).
-
-Mesh `DxF` = data x fsdp. Activations are not included: they scale with the per-device batch and depend on
-remat; this counts what the FSDP rule decides.
+The model and optimizer are the paper recipe's (`configs/common.py`: 256 px, patch 16, bf16 compute, AdamW).
+Mesh `DxF` = data x fsdp. Parameter and optimizer bytes come from shapes and the FSDP rule (nothing allocated).
+`--activations` compiles the train step for one device at the per-device batch (batch / devices), with the
+blocks scanned, with and without remat, and reports XLA's temporary buffers. That is the CPU backend's buffer
+assignment: TPU and GPU fuse differently, so read it as an estimate of scale, not a budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["B", "half_L", "L"], "model.size values to tabulate.")
 flags.DEFINE_list("meshes", ["8x1", "1x8", "64x1", "1x64", "8x8"], "data x fsdp meshes.")
+flags.DEFINE_bool("activations", False, "Compile the train step and report activation memory instead.")
+flags.DEFINE_integer("batch", 2048, "Global batch for --activations (the paper's is 2048).")
+flags.DEFINE_list("devices", ["64", "256"], "Device counts for --activations (per-device batch = batch / devices).")
 
 
 def abstract_state(config, size: str):
@@ -63,11 +68,53 @@ def table(config, sizes, meshes) -> str:
     return "\n".join(rows)
 
 
+def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> int:
+    """XLA's temporary buffers (bytes) for one train step on one device at `per_device_batch`."""
+    import jax
+    import jax.numpy as jnp
+
+    from ldae_jax import diffusion
+    from ldae_jax.models.vit import model_config_from
+    from ldae_jax.tokenizers import pca as pca_lib
+    from ldae_jax.train import sharding, state as state_lib
+
+    config = config.copy_and_resolve_references()
+    config.model.update(size=size, scan_layers=True, remat=remat)
+    p, side = config.pca.patch_size, config.data.image_size
+    dim = p * p * 3
+    model_cfg = model_config_from(config.model, num_tokens=(side // p) ** 2, patch_dim=dim)
+    tx = state_lib.make_optimizer(config.train, state_lib.learning_rate(1e-4, 256, 1, 2))
+    abstract = state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
+    mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
+    identity = pca_lib.PatchPCA(mean=np.zeros(dim, np.float32), components=np.eye(dim, dtype=np.float32),
+                                eigenvalues=np.ones(dim, np.float32), patch_size=p, channels=3,
+                                d=config.pca.d, whiten=False)  # shapes are all that matter here
+    step = state_lib.make_train_step(
+        state_lib.model_graph(model_cfg), tx, identity, diffusion.get_schedule("sigma_linear"), w_res=0.1,
+        seed=0, state_shardings=state_lib.state_shardings(abstract, mesh), mesh=mesh,
+    )
+    images = jax.ShapeDtypeStruct((per_device_batch, side, side, 3), jnp.uint8)
+    return int(step.lower(abstract, images).compile().memory_analysis().temp_size_in_bytes)
+
+
+def activation_table(config, sizes, batch: int, devices) -> str:
+    rows = ["| model | devices | batch / device | activations, no remat | activations, remat |", "|---|---|---|---|---|"]
+    for size in sizes:
+        for n in devices:
+            b = batch // int(n)
+            plain, remat = (activation_bytes(config, size, b, r) / 2**30 for r in (False, True))
+            rows.append(f"| {size} | {n} | {b} | {plain:.2f} GiB | {remat:.2f} GiB |")
+    return "\n".join(rows)
+
+
 def main(argv):
     del argv
     from configs import common
 
-    print(table(common.ldae_base(), FLAGS.sizes, FLAGS.meshes))
+    if FLAGS.activations:
+        print(activation_table(common.ldae_base(), FLAGS.sizes, FLAGS.batch, FLAGS.devices))
+    else:
+        print(table(common.ldae_base(), FLAGS.sizes, FLAGS.meshes))
 
 
 if __name__ == "__main__":
