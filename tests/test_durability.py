@@ -125,3 +125,28 @@ def test_allow_config_change_resumes_with_a_warning(tmp_path, capsys):
     assert "resuming a checkpoint of a different run" in capsys.readouterr().err
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["train"]["total_steps"] == 6
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
+    """2 processes x 4 devices; SIGTERM reaches process 1 only; JAX's preemption sync picks one step for both."""
+    from test_train import free_port
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    address = f"127.0.0.1:{free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-u", "-m", "ldae_jax.main", "--config=configs/quickstart.py:tiny",
+             f"--workdir={tmp_path}/run", "--mode=pretrain", "--config.train.total_steps=3000",
+             "--config.train.log_every=1", "--config.train.checkpoint_every=1000",
+             f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    wait_for_step(procs[0], 4)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    steps = [int(os.path.basename(p)) for p in glob.glob(str(tmp_path / "run" / "checkpoints" / "[0-9]*"))]
+    assert len(steps) == 1 and 4 <= steps[0] < 3000
+    assert f"Preempted: checkpoint saved at step {steps[0]}" in outs[0]
