@@ -42,6 +42,20 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.pca.num_patches = 1_000_000  # [open] patches drawn from the train split for the covariance
     c.pca.w_res = 0.1  # weight of the PCA residual subspace in the loss (Eq. 4)
 
+    c.tokenizer = ml_collections.ConfigDict()
+    c.tokenizer.kind = "pca"  # 'pca' | 'patch_ae' | 'patch_vae' | 'pixel' (Table 2, Figure 5); shape from `pca`
+    c.tokenizer.ae_steps = 2000  # [open] patch AE/VAE training recipe ([NOT FOUND] in the paper)
+    c.tokenizer.ae_batch_size = 4096  # patches per step
+    c.tokenizer.ae_lr = 3e-2  # Adam, cosine decay to 0
+    c.tokenizer.kl_weight = 1e-3  # [open] patch VAE: weight of KL[q(z|x) | N(0, I)] against the reconstruction
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.input = "image"  # 'image': decode(z_t) (Table 3 step 3 onward) | 'latent': z_t
+    c.objective.output = "image"  # 'image': patches, mapped to latents by encode (step 4 onward) | 'latent'
+    c.objective.target = "original"  # 'original' (Eq. 4, l-DAE) | 'clean' (z0, Eq. 3) | 'eps' (noise, Eq. 2)
+    c.objective.class_conditional = False  # Table 1 row 1: the label embedding is added to the t embedding
+    c.objective.label_dropout = 0.1  # DiT's rate of null labels when class-conditional
+
     c.noise = ml_collections.ConfigDict()
     c.noise.schedule = "sigma_linear"  # gamma = 1, sigma linear in [0, sqrt 2] (Table 3 step 2 onward)
     c.noise.T = 1000

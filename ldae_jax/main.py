@@ -2,8 +2,9 @@
 
     python -m ldae_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart [--mode=all]
 
-Modes: all (the default: every stage, each resuming from what the workdir already holds), pca, pretrain,
-probe, figure. Without --config, the probe and figure modes read the workdir's config.json.
+Modes: all (the default: every stage, each resuming from what the workdir already holds), tokenizer (fit the
+PCA or train the patch AE/VAE; also called pca), pretrain, probe, figure, pretrain_probe (no figure). Without
+--config, the probe and figure modes read the workdir's config.json.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from ldae_jax import stages  # noqa: E402
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :variant).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
-flags.DEFINE_enum("mode", "all", ["all", "pca", "pretrain", "probe", "figure"], "Which stage(s) to run.")
+flags.DEFINE_enum("mode", "all", list(stages.MODES), "Which stage(s) to run ('pca' is another name for 'tokenizer').")
 flags.DEFINE_bool("allow_config_change", False, "Resume a checkpoint written under a different config (warns).")
 flags.DEFINE_bool("multihost", False, "Join a multi-host job auto-detected by JAX (TPU pods, SLURM).")
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for other multi-process jobs.")
@@ -29,36 +32,7 @@ flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordin
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.mark_flags_as_required(["workdir"])
 
-
-def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False) -> dict:
-    """Run the stages of `mode`; importable from a notebook."""
-    import jax
-
-    from configs import common
-    from ldae_jax import config_lib
-    from ldae_jax.evaluate import probe
-    from ldae_jax.train import pretrain
-    from ldae_jax.viz import denoising
-
-    config_lib.check_fields(config, common.ldae_base())
-    out, start = {}, time.perf_counter()
-    if mode == "pca":
-        pretrain.setup_run(config, workdir)
-    if mode in ("all", "pretrain"):
-        trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
-        out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
-        if trained["preempted"]:
-            return out
-    if mode in ("all", "probe"):
-        out["probe"] = probe.run_probe(config, workdir)
-    if mode in ("all", "figure"):
-        out["figure"] = denoising.write_denoising_figure(config, workdir)
-    out["seconds"] = time.perf_counter() - start
-    if jax.process_index() == 0:
-        if "figure" in out:
-            print(f"Figure: {out['figure']}")
-        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
-    return out
+run = stages.run  # main.run, the notebook entry point
 
 
 def main(argv):

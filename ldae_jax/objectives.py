@@ -1,34 +1,123 @@
-"""The l-DAE objective: noise added in a patch-PCA latent, the original image predicted in pixel space.
+"""The denoising objectives of the ladder, from DiT's noise prediction to l-DAE (PAPER.md 1.4, 2.3-2.4).
 
-PAPER.md 2.3-2.4 (Eq. 4): patchify x0 -> z0 = encode(x0) -> z_t = z0 + sigma_t eps -> x_t = decode(z_t)
--> pred = net(x_t, t) -> loss = lambda_t * (|P_d e|^2 + w_res |(I - P_d) e|^2), e = x0 - pred, per patch.
-Reduction (the paper does not say): the per-patch sum is divided by D and averaged over patches and batch,
-so losses are comparable across patch sizes.
+One pipeline covers every rung: patchify x0 -> z0 = encode(x0) -> z_t = gamma_t z0 + sigma_t eps, then
+- input 'latent' feeds z_t to the network, 'image' feeds decode(z_t) (Table 3 step 3);
+- output 'latent' reads the network's tokens as latents, 'image' as patches mapped to latents by encode (step 4);
+- target 'eps' (Eq. 2, weight 1), 'clean' (Eq. 3: z0, weight lambda_t) or 'original' (Eq. 4: the raw image x0
+  with the PCA residual weighted by w_res; l-DAE, step 5).
+The input scaling (steps 1 -> 2) is the schedule's (`diffusion`). Reduction (the paper does not say): each
+token's squared error is divided by its dimension and averaged over tokens and batch, so losses compare across
+patch sizes and d. With `num_classes` > 0 the network is also given the label, replaced by the null label
+num_classes with probability `label_dropout` (DiT's classifier-free guidance training, Table 1 row 1).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 from ldae_jax import diffusion
+from ldae_jax.errors import UserError
 from ldae_jax.tokenizers import pca as pca_lib
+from ldae_jax.tokenizers import tokenizer as tok_lib
 from ldae_jax.tokenizers.patches import patchify
 
-
-def noised_tokens(pca, schedule, x0_patches, t, noise):
-    """x_t [B, N, D]: the clean patches with noise added in the d-dim latent, mapped back by inverse PCA."""
-    z0 = pca_lib.encode(pca, x0_patches)
-    return pca_lib.decode(pca, diffusion.add_noise(schedule, z0, t, noise))
+SPACES = ("image", "latent")
+TARGETS = ("original", "clean", "eps")
 
 
-def ldae_loss(model, pca, schedule, images, rng, *, w_res: float):
-    """Mean l-DAE loss of a batch of images [B, H, W, C] in [-1, 1]; returns (loss, per-example loss [B])."""
-    x0 = patchify(images, pca.patch_size)
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What the network sees and predicts; hashable, so it can be a static argument of jit."""
+
+    input: str = "image"
+    output: str = "image"
+    target: str = "original"
+    w_res: float = 0.1
+    num_classes: int = 0  # 0 = unconditional
+    label_dropout: float = 0.0
+
+    def dims(self, tok) -> tuple[int, int]:
+        """(input, output) size of one token for the network."""
+        size = {"image": tok.dim, "latent": tok.d}
+        return size[self.input], size[self.output]
+
+
+def objective_from(config, num_classes: int) -> Objective:
+    """The `objective` section of a config, checked (clear errors for combinations that mean nothing)."""
+    o = config.objective
+    for field, value, valid in (("input", o.input, SPACES), ("output", o.output, SPACES),
+                                ("target", o.target, TARGETS)):
+        if value not in valid:
+            raise UserError(f"objective.{field}={value!r} is unknown; choose one of {', '.join(valid)}")
+    if o.target == "eps" and o.output != "latent":
+        raise UserError("objective.target='eps' predicts the latent noise: it needs objective.output='latent'")
+    if o.target == "original" and o.output != "image":
+        raise UserError("objective.target='original' predicts the raw image: it needs objective.output='image'")
+    if o.target == "original" and config.tokenizer.kind not in ("pca", "pixel"):
+        raise UserError(f"objective.target='original' weights the residual in an orthonormal basis (Eq. 4), which "
+                        f"tokenizer.kind={config.tokenizer.kind!r} does not have; use target 'clean' or 'eps'")
+    if not 0.0 <= o.label_dropout < 1.0:
+        raise UserError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
+    if config.pca.w_res < 0:
+        raise UserError(f"pca.w_res must be >= 0, got {config.pca.w_res}")
+    return Objective(input=o.input, output=o.output, target=o.target, w_res=float(config.pca.w_res),
+                     num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout))
+
+
+def noised_latents(tok, schedule, x0_patches, t, noise):
+    """z_t [B, N, d] = gamma_t encode(x0) + sigma_t noise."""
+    return diffusion.add_noise(schedule, tok_lib.encode(tok, x0_patches), t, noise)
+
+
+def network_input(obj: Objective, tok, schedule, x0_patches, t, noise):
+    """The tokens the network sees: z_t, or decode(z_t) for image input; noise None = the clean input."""
+    if noise is None:  # probing on clean input: the latent, or the image itself
+        return tok_lib.encode(tok, x0_patches) if obj.input == "latent" else x0_patches
+    z_t = noised_latents(tok, schedule, x0_patches, t, noise)
+    return z_t if obj.input == "latent" else tok_lib.decode(tok, z_t)
+
+
+def network_labels(obj: Objective, labels, rng=None):
+    """Labels for a class-conditional network (None when unconditional); dropped to the null label at random."""
+    if not obj.num_classes:
+        return None
+    labels = jnp.asarray(labels, jnp.int32)
+    if rng is None or obj.label_dropout == 0.0:
+        return labels
+    drop = jax.random.bernoulli(rng, obj.label_dropout, labels.shape)
+    return jnp.where(drop, obj.num_classes, labels)
+
+
+def null_labels(obj: Objective, batch: int):
+    """The unconditional label for every example (used when probing a class-conditional network)."""
+    return jnp.full((batch,), obj.num_classes, jnp.int32) if obj.num_classes else None
+
+
+def predicted_image(obj: Objective, tok, pred):
+    """The network's output as image patches [B, N, D] (for figures)."""
+    if obj.target == "eps":
+        raise ValueError("a noise-predicting network does not output an image; convert with diffusion.eps_to_x0")
+    return pred if obj.output == "image" else tok_lib.decode(tok, pred)
+
+
+def loss(model, obj: Objective, tok, schedule, images, labels, rng):
+    """Mean loss of a batch of images [B, H, W, C] in [-1, 1] (labels [B]); returns (loss, per-example [B])."""
+    x0 = patchify(images, tok.patch_size)
     t_rng, eps_rng = jax.random.split(rng)
+    label_rng = jax.random.fold_in(rng, 1)
     t = diffusion.sample_t(t_rng, x0.shape[0], schedule.num_steps)
-    noise = jax.random.normal(eps_rng, x0.shape[:-1] + (pca.d,), jnp.float32)
-    pred = model(noised_tokens(pca, schedule, x0, t, noise), t)
-    err = pca_lib.residual_weighted_sq(pca, x0 - pred, w_res) / x0.shape[-1]  # [B, N]
-    per_example = diffusion.loss_weight(schedule, t, "x0") * err.mean(axis=1)
+    noise = jax.random.normal(eps_rng, x0.shape[:-1] + (tok.d,), jnp.float32)
+    pred = model(network_input(obj, tok, schedule, x0, t, noise), t, network_labels(obj, labels, label_rng))
+    if obj.target == "original":
+        err = pca_lib.residual_weighted_sq(tok, x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]
+        weight = diffusion.loss_weight(schedule, t, "x0")
+    else:
+        latent_pred = pred if obj.output == "latent" else tok_lib.encode(tok, pred)
+        want = noise if obj.target == "eps" else tok_lib.encode(tok, x0)
+        err = jnp.mean(jnp.square(latent_pred - want), axis=-1)
+        weight = diffusion.loss_weight(schedule, t, "eps" if obj.target == "eps" else "x0")
+    per_example = weight * err.mean(axis=1)
     return per_example.mean(), per_example

@@ -124,7 +124,8 @@ def test_every_config_is_valid_and_builds(name, arg):
     config = importlib.import_module(f"configs.{name}").get_config(arg)
     config_lib.check_fields(config, common.ldae_base())
     tokens = (config.data.image_size // config.pca.patch_size) ** 2
-    mcfg = vit.model_config_from(config.model, num_tokens=tokens, patch_dim=config.pca.patch_size**2)
+    dim = config.pca.patch_size**2
+    mcfg = vit.model_config_from(config.model, num_tokens=tokens, in_dim=dim, out_dim=dim)
     model = nnx.eval_shape(lambda: vit.DenoisingViT(mcfg, rngs=nnx.Rngs(0)))
     assert len(jax.tree.leaves(nnx.state(model))) > 0
 

@@ -11,7 +11,7 @@ from ldae_jax.models import vit
 
 
 def small_cfg(**kw):
-    base = dict(num_tokens=16, patch_dim=12, width=32, encoder_depth=2, decoder_depth=1, num_heads=2)
+    base = dict(num_tokens=16, in_dim=12, out_dim=12, width=32, encoder_depth=2, decoder_depth=1, num_heads=2)
     return vit.ModelConfig(**{**base, **kw})
 
 
@@ -23,7 +23,7 @@ def test_shapes_and_features_read_block_k():
     feats = model.features(x, t)
     assert feats.shape == (3, 32)
     # Manual read-out of block 2 (the encoder's last): stem, two blocks, average pool.
-    h, t_emb = model._stem(x, t)
+    h, t_emb = model._stem(x, t, None)
     for block in model.blocks[:2]:
         h = block(h, t_emb)
     np.testing.assert_allclose(feats, h.mean(axis=1), rtol=1e-5, atol=1e-6)
@@ -46,7 +46,7 @@ def test_adaln_zero_blocks_start_as_identity():
     model = vit.DenoisingViT(small_cfg(adaln_zero=True), rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 16, 12))
     t = jnp.array([3, 4])
-    h, t_emb = model._stem(x, t)
+    h, t_emb = model._stem(x, t, None)
     np.testing.assert_allclose(model.blocks[0](h, t_emb), h, atol=1e-6)
 
 
@@ -68,7 +68,7 @@ def test_sincos_embedding_is_distinct_per_position():
 @pytest.mark.parametrize("size,enc_params_m", [("B", 86), ("half_L", 152), ("L", 304)])
 def test_paper_sizes_build_without_allocating(size, enc_params_m):
     cfg = ml_collections.ConfigDict(dict(size=size, dtype="bfloat16"))
-    mcfg = vit.model_config_from(cfg, num_tokens=256, patch_dim=768)
+    mcfg = vit.model_config_from(cfg, num_tokens=256, in_dim=768, out_dim=768)
     abstract = nnx.eval_shape(lambda: vit.DenoisingViT(mcfg, rngs=nnx.Rngs(0)))
     block_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract.blocks[0], nnx.Param)))
     cond_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(abstract.blocks[0].cond, nnx.Param)))
@@ -80,10 +80,12 @@ def test_paper_sizes_build_without_allocating(size, enc_params_m):
 
 def test_bad_sizes_are_clear_errors():
     with pytest.raises(ValueError, match="model.size"):
-        vit.model_config_from(ml_collections.ConfigDict(dict(size="XXL", dtype="float32")), num_tokens=4, patch_dim=3)
+        vit.model_config_from(ml_collections.ConfigDict(dict(size="XXL", dtype="float32")), num_tokens=4, in_dim=3,
+                              out_dim=3)
     with pytest.raises(ValueError, match="not divisible"):
         vit.model_config_from(
-            ml_collections.ConfigDict(dict(size="mini", width=30, num_heads=4, dtype="float32")), num_tokens=4, patch_dim=3
+            ml_collections.ConfigDict(dict(size="mini", width=30, num_heads=4, dtype="float32")), num_tokens=4, in_dim=3,
+            out_dim=3
         )
 
 

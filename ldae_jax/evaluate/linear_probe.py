@@ -36,12 +36,14 @@ def model_features_fn(run, graphdef, *, t: int, noisy: bool, block: int, seed: i
     key = jax.random.key(seed)
 
     def fn(params, images, batch_index):
-        x0 = patchify(images.astype(jnp.float32) / 127.5 - 1.0, run.pca.patch_size)
+        x0 = patchify(images.astype(jnp.float32) / 127.5 - 1.0, run.tokenizer.patch_size)
         steps = jnp.full((x0.shape[0],), t, jnp.int32)
-        if noisy:  # noise at the same level t, in the PCA latent, as in pre-training
-            noise = jax.random.normal(jax.random.fold_in(key, batch_index), x0.shape[:-1] + (run.pca.d,))
-            x0 = objectives.noised_tokens(run.pca, run.schedule, x0, steps, noise)
-        return nnx.merge(graphdef, params).features(x0, steps, block or None)
+        noise = None
+        if noisy:  # noise at the same level t, in the latent, as in pre-training
+            noise = jax.random.normal(jax.random.fold_in(key, batch_index), x0.shape[:-1] + (run.tokenizer.d,))
+        tokens = objectives.network_input(run.objective, run.tokenizer, run.schedule, x0, steps, noise)
+        labels = objectives.null_labels(run.objective, x0.shape[0])
+        return nnx.merge(graphdef, params).features(tokens, steps, block or None, y=labels)
 
     return jax.jit(fn, in_shardings=(None, sharding.batch_sharding(run.mesh), None))
 

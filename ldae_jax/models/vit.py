@@ -6,7 +6,7 @@ sin-cos position embeddings; each block owns a two-layer MLP of the t embedding,
 `cond_hidden_ratio * width` (1/4 in the paper), whose output is the LayerNorm shift and scale (and, with
 `adaln_zero`, DiT's residual gates). Parameters are float32; `dtype` sets the compute precision.
 
-Shapes: B batch, N tokens, D = p*p*C values per patch, W width.
+Shapes: B batch, N tokens, D = p*p*C values per patch, d latent values per token, W width.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class ModelConfig:
     """Everything that fixes the network's shapes; built from the `model` section of a config."""
 
     num_tokens: int
-    patch_dim: int  # D = p*p*C, the input and output size of one token
+    in_dim: int  # size of one input token: D = p*p*C for image input, d for latent input
+    out_dim: int  # size of one output token
     width: int
     encoder_depth: int
     decoder_depth: int
@@ -48,13 +49,14 @@ class ModelConfig:
     dtype: str = "float32"
     remat: bool = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
     scan_layers: bool = False  # blocks stacked and applied with lax.scan: compile time independent of depth
+    num_classes: int = 0  # > 0: class-conditional, with a learned label embedding (index num_classes = null)
 
     @property
     def depth(self) -> int:
         return self.encoder_depth + self.decoder_depth
 
 
-def model_config_from(cfg, *, num_tokens: int, patch_dim: int) -> ModelConfig:
+def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_classes: int = 0) -> ModelConfig:
     """Build a ModelConfig from a `config.model` ConfigDict; `size` fills any field left at 0."""
     if cfg.size not in SIZES:
         raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
@@ -67,7 +69,8 @@ def model_config_from(cfg, *, num_tokens: int, patch_dim: int) -> ModelConfig:
         raise ValueError(f"model.dtype={cfg.dtype!r}: use 'float32' or 'bfloat16'")
     return ModelConfig(
         num_tokens=num_tokens,
-        patch_dim=patch_dim,
+        in_dim=in_dim,
+        out_dim=out_dim,
         width=width,
         encoder_depth=cfg.get("encoder_depth", 0) or enc,
         decoder_depth=cfg.get("decoder_depth", -1) if cfg.get("decoder_depth", -1) >= 0 else dec,
@@ -78,6 +81,7 @@ def model_config_from(cfg, *, num_tokens: int, patch_dim: int) -> ModelConfig:
         dtype=cfg.dtype,
         remat=cfg.get("remat", False),
         scan_layers=cfg.get("scan_layers", False),
+        num_classes=num_classes,
     )
 
 
@@ -181,11 +185,11 @@ def _stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs):
 
 
 class DenoisingViT(nnx.Module):
-    """tokens x_t [B, N, D] and steps t [B] -> predicted clean tokens [B, N, D]."""
+    """tokens x_t [B, N, in_dim], steps t [B] (and labels [B] if class-conditional) -> tokens [B, N, out_dim]."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.embed = _linear(cfg.patch_dim, cfg.width, rngs, cfg.dtype)
+        self.embed = _linear(cfg.in_dim, cfg.width, rngs, cfg.dtype)
         if cfg.scan_layers:
             self.blocks = _stacked_blocks(cfg, rngs)
         else:
@@ -194,12 +198,20 @@ class DenoisingViT(nnx.Module):
         self.final_norm = nnx.LayerNorm(
             cfg.width, epsilon=1e-6, use_scale=False, use_bias=False, dtype=cfg.dtype, rngs=rngs
         )
-        self.head = _linear(cfg.width, cfg.patch_dim, rngs, cfg.dtype, zero=True)
+        self.head = _linear(cfg.width, cfg.out_dim, rngs, cfg.dtype, zero=True)
+        if cfg.num_classes:  # added to the t embedding, so every block's adaLN MLP sees (t, y), as in DiT
+            self.label_embed = nnx.Embed(cfg.num_classes + 1, cfg.t_freq_dim,
+                                         embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
 
-    def _stem(self, x, t):
+    def _stem(self, x, t, y):
         pos = jnp.asarray(sincos_2d(self.cfg.num_tokens, self.cfg.width), self.cfg.dtype)
         x = self.embed(x.astype(self.cfg.dtype)) + pos
-        return x, timestep_embedding(t, self.cfg.t_freq_dim).astype(self.cfg.dtype)
+        cond = timestep_embedding(t, self.cfg.t_freq_dim)
+        if self.cfg.num_classes:
+            if y is None:
+                raise ValueError("a class-conditional network needs labels y (the null label is num_classes)")
+            cond = cond + self.label_embed(y)
+        return x, cond.astype(self.cfg.dtype)
 
     def _run_blocks(self, x, t_emb, num_blocks: int, remat: bool):
         """The first `num_blocks` blocks, unrolled or scanned."""
@@ -217,16 +229,16 @@ class DenoisingViT(nnx.Module):
         x, _ = jax.lax.scan(jax.checkpoint(body) if remat else body, x, stacked)
         return x
 
-    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
-        x, t_emb = self._stem(x, t)
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None) -> jax.Array:
+        x, t_emb = self._stem(x, t, y)
         x = self._run_blocks(x, t_emb, self.cfg.depth, self.cfg.remat)
         shift, scale = self.final_cond(t_emb)
         return self.head(_modulate(self.final_norm(x), shift, scale)).astype(jnp.float32)
 
-    def features(self, x: jax.Array, t: jax.Array, num_blocks: int | None = None) -> jax.Array:
+    def features(self, x: jax.Array, t: jax.Array, num_blocks: int | None = None, y: jax.Array | None = None) -> jax.Array:
         """Global-average-pooled output [B, W] of block `num_blocks` (default: the encoder's last)."""
         k = self.cfg.encoder_depth if num_blocks is None else num_blocks
         if not 0 <= k <= self.cfg.depth:
             raise ValueError(f"cannot read block {k} of a {self.cfg.depth}-block network")
-        x, t_emb = self._stem(x, t)
+        x, t_emb = self._stem(x, t, y)
         return self._run_blocks(x, t_emb, k, remat=False).astype(jnp.float32).mean(axis=1)

@@ -23,25 +23,33 @@ PATCHES_PER_IMAGE = 16
 FIT_BATCH = 256
 
 
-def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
+def host_patches(config, builder):
+    """Yields this host's share of `config.pca.num_patches` random grid-aligned patches [n, D] in [-1, 1], by batch."""
     p, hosts = config.pca.patch_size, jax.process_count()
     n = math.ceil(config.pca.num_patches / hosts)  # this host's share
     grid = (config.data.image_size // p) ** 2
     per_image = min(PATCHES_PER_IMAGE, grid)
     batch = min(FIT_BATCH, pipeline.num_examples(builder, config.data.train_split) // hosts)
-    num_batches = math.ceil(n / (per_image * batch))
     stream = pipeline.train_iterator(
         builder, split=config.data.train_split, global_batch_size=batch * hosts,
         image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
     )
     rng = np.random.default_rng(config.seed + 1_000_003 * jax.process_index())  # distinct draws per host
+    done = 0
+    while done < n:
+        images = pipeline.normalize_images(next(stream)["image"].astype(np.float64))
+        take = min(n - done, per_image * images.shape[0])
+        done += take
+        yield pca_lib.sample_patches(images, p, take, rng)
+
+
+def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
+    p, hosts = config.pca.patch_size, jax.process_count()
     channels = builder.info.features["image"].shape[-1]
     acc = pca_lib.CovarianceAccumulator(p * p * channels)
     start = time.perf_counter()
-    for _ in range(num_batches):
-        images = pipeline.normalize_images(next(stream)["image"].astype(np.float64))
-        take = min(n - acc.count, per_image * images.shape[0])
-        acc.update(pca_lib.sample_patches(images, p, take, rng))
+    for patches in host_patches(config, builder):
+        acc.update(patches)
     acc.count = int(hosts_lib.sum_float64(np.array(acc.count)))
     acc.total, acc.outer = hosts_lib.sum_float64(acc.total), hosts_lib.sum_float64(acc.outer)
     fitted = pca_lib.fit(acc, patch_size=p, channels=channels, d=config.pca.d, whiten=config.pca.whiten)

@@ -23,7 +23,7 @@ class CheckpointMismatchError(UserError):
 
 
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
-IDENTITY_SECTIONS = ("data", "pca", "noise", "model", "train", "seed")
+IDENTITY_SECTIONS = ("data", "pca", "tokenizer", "objective", "noise", "model", "train", "seed")
 NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite"}
 
 

@@ -12,6 +12,7 @@ assignment: TPU and GPU fuse differently, so read it as an estimate of scale, no
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -35,7 +36,8 @@ def abstract_state(config, size: str):
     config = config.copy_and_resolve_references()
     config.model.size = size
     tokens = (config.data.image_size // config.pca.patch_size) ** 2
-    model_cfg = model_config_from(config.model, num_tokens=tokens, patch_dim=config.pca.patch_size**2 * 3)
+    dim = config.pca.patch_size**2 * 3
+    model_cfg = model_config_from(config.model, num_tokens=tokens, in_dim=dim, out_dim=dim)
     tx = state_lib.make_optimizer(config.train, state_lib.learning_rate(1e-4, 256, 1, 2))
     return state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
 
@@ -73,28 +75,27 @@ def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> i
     import jax
     import jax.numpy as jnp
 
-    from ldae_jax import diffusion
+    from ldae_jax import diffusion, objectives
     from ldae_jax.models.vit import model_config_from
-    from ldae_jax.tokenizers import pca as pca_lib
+    from ldae_jax.tokenizers import tokenizer as tok_lib
     from ldae_jax.train import sharding, state as state_lib
 
     config = config.copy_and_resolve_references()
     config.model.update(size=size, scan_layers=True, remat=remat)
     p, side = config.pca.patch_size, config.data.image_size
     dim = p * p * 3
-    model_cfg = model_config_from(config.model, num_tokens=(side // p) ** 2, patch_dim=dim)
+    model_cfg = model_config_from(config.model, num_tokens=(side // p) ** 2, in_dim=dim, out_dim=dim)
     tx = state_lib.make_optimizer(config.train, state_lib.learning_rate(1e-4, 256, 1, 2))
     abstract = state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
     mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-    identity = pca_lib.PatchPCA(mean=np.zeros(dim, np.float32), components=np.eye(dim, dtype=np.float32),
-                                eigenvalues=np.ones(dim, np.float32), patch_size=p, channels=3,
-                                d=config.pca.d, whiten=False)  # shapes are all that matter here
+    identity = dataclasses.replace(tok_lib.identity(p, 3), d=config.pca.d)  # shapes are all that matter here
     step = state_lib.make_train_step(
-        state_lib.model_graph(model_cfg), tx, identity, diffusion.get_schedule("sigma_linear"), w_res=0.1,
-        seed=0, state_shardings=state_lib.state_shardings(abstract, mesh), mesh=mesh,
+        state_lib.model_graph(model_cfg), tx, identity, diffusion.get_schedule("sigma_linear"),
+        objectives.Objective(), seed=0, state_shardings=state_lib.state_shardings(abstract, mesh), mesh=mesh,
     )
     images = jax.ShapeDtypeStruct((per_device_batch, side, side, 3), jnp.uint8)
-    return int(step.lower(abstract, images).compile().memory_analysis().temp_size_in_bytes)
+    labels = jax.ShapeDtypeStruct((per_device_batch,), jnp.int32)
+    return int(step.lower(abstract, images, labels).compile().memory_analysis().temp_size_in_bytes)
 
 
 def activation_table(config, sizes, batch: int, devices) -> str:

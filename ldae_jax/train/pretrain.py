@@ -12,12 +12,11 @@ import sys
 import jax
 import numpy as np
 
-from ldae_jax import config_lib, diffusion
+from ldae_jax import config_lib, diffusion, objectives
 from ldae_jax.data import pipeline
 from ldae_jax.errors import UserError
 from ldae_jax.models.vit import model_config_from
-from ldae_jax.tokenizers import pca as pca_lib
-from ldae_jax.tokenizers import pca_fit
+from ldae_jax.tokenizers import tokenizer as tok_lib
 from ldae_jax.train import checkpoint, metrics, preemption, sharding, state as state_lib
 
 
@@ -27,8 +26,9 @@ class Run:
 
     config: object
     builder: object
-    pca: pca_lib.PatchPCA
+    tokenizer: tok_lib.Tokenizer
     schedule: diffusion.Schedule
+    objective: objectives.Objective
     model_cfg: object
     mesh: object
 
@@ -40,18 +40,19 @@ def schedule_from(config) -> diffusion.Schedule:
 
 
 def setup_run(config, workdir: str) -> Run:
-    """Check the config, build the mesh and dataset, and fit (or load and verify) the PCA basis."""
+    """Check the config, build the mesh and dataset, and fit (or load and verify) the tokenizer."""
     config_lib.prepare_workdir(workdir)
+    tok_lib.check_config(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     sharding.check_batch(config.train.batch_size, mesh)
     builder = pipeline.get_builder(config.data.name, config.data.data_dir or None)
-    pca = pca_fit.fit_or_load(config, workdir, builder)
-    channels = pca.channels
+    objective = objectives.objective_from(config, builder.info.features["label"].num_classes)
+    tokenizer = tok_lib.fit_or_load(config, workdir, builder)
+    in_dim, out_dim = objective.dims(tokenizer)
     num_tokens = (config.data.image_size // config.pca.patch_size) ** 2
-    model_cfg = model_config_from(
-        config.model, num_tokens=num_tokens, patch_dim=config.pca.patch_size**2 * channels
-    )
-    return Run(config, builder, pca, schedule_from(config), model_cfg, mesh)
+    model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
+                                  num_classes=objective.num_classes)
+    return Run(config, builder, tokenizer, schedule_from(config), objective, model_cfg, mesh)
 
 
 def optimizer_for(config, builder):
@@ -66,7 +67,7 @@ def optimizer_for(config, builder):
 
 def run_meta(config, run: Run) -> dict:
     """What a checkpoint records about the run that wrote it, checked before any resume."""
-    return {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": pca_lib.content_hash(run.pca)}
+    return {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": tok_lib.content_hash(run.tokenizer)}
 
 
 def restore_latest(ckpt, abstract, shardings, meta: dict, workdir: str, *, allow_config_change: bool = False):
@@ -144,8 +145,8 @@ def train_and_evaluate(
     start = int(train_state.step)
 
     step_fn = state_lib.make_train_step(
-        state_lib.model_graph(run.model_cfg), tx, run.pca, run.schedule,
-        w_res=config.pca.w_res, seed=config.seed, state_shardings=shardings, mesh=run.mesh,
+        state_lib.model_graph(run.model_cfg), tx, run.tokenizer, run.schedule, run.objective,
+        seed=config.seed, state_shardings=shardings, mesh=run.mesh,
     )
     batches = pipeline.train_iterator(
         run.builder, split=config.data.train_split, global_batch_size=tc.batch_size,
@@ -160,8 +161,9 @@ def train_and_evaluate(
     end = total_steps if stop_after is None else min(stop_after, total_steps)
     try:
         for step in range(start, end):
-            batch = sharding.global_batch({"image": next(batches)["image"]}, run.mesh)
-            train_state, step_metrics = step_fn(train_state, batch["image"])
+            host_batch = next(batches)
+            batch = sharding.global_batch({"image": host_batch["image"], "label": host_batch["label"]}, run.mesh)
+            train_state, step_metrics = step_fn(train_state, batch["image"], batch["label"])
             pending.append(step_metrics)
             done = step + 1
             preempted = watch.reached(done)

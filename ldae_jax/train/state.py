@@ -74,21 +74,21 @@ def state_shardings(abstract_state: TrainState, mesh):
     )
 
 
-def make_train_step(graphdef, tx, pca, schedule, *, w_res: float, seed: int, state_shardings, mesh) -> Callable:
-    """A jitted (state, images uint8 [B,H,W,C]) -> (state, metrics) step; the state's buffers are donated.
+def make_train_step(graphdef, tx, tokenizer, schedule, objective, *, seed: int, state_shardings, mesh) -> Callable:
+    """A jitted (state, images uint8 [B,H,W,C], labels [B]) -> (state, metrics) step; the state is donated.
 
     The step's randomness is fold_in(seed, step), so a resumed run draws exactly what an uninterrupted one
     would, with no RNG in the checkpoint.
     """
     base_key = jax.random.key(seed)
 
-    def step_fn(state: TrainState, images: jax.Array):
+    def step_fn(state: TrainState, images: jax.Array, labels: jax.Array):
         rng = jax.random.fold_in(base_key, state.step)
         x0 = images.astype(jnp.float32) / 127.5 - 1.0
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params)
-            loss, _ = objectives.ldae_loss(model, pca, schedule, x0, rng, w_res=w_res)
+            loss, _ = objectives.loss(model, objective, tokenizer, schedule, x0, labels, rng)
             return loss
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -106,7 +106,7 @@ def make_train_step(graphdef, tx, pca, schedule, *, w_res: float, seed: int, sta
 
     return jax.jit(
         step_fn,
-        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+        in_shardings=(state_shardings, sharding.batch_sharding(mesh), sharding.batch_sharding(mesh)),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=(0,),
     )

@@ -19,31 +19,41 @@ from etils import epath  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from ldae_jax import objectives  # noqa: E402
+from ldae_jax import diffusion, objectives  # noqa: E402
+from ldae_jax.tokenizers import tokenizer as tok_lib  # noqa: E402
 from ldae_jax.tokenizers.patches import patchify, unpatchify  # noqa: E402
 
 COLUMNS = ("clean", "latent noise", "pixel noise", "denoised")
 
 
-def denoising_panels(graphdef, params, pca, schedule, images: np.ndarray, sigmas, seed: int = 0) -> dict:
+def denoising_panels(graphdef, params, tok, schedule, objective, images: np.ndarray, sigmas, seed: int = 0) -> dict:
     """{column: [len(sigmas), B, H, W, C] in [-1, 1]} for images uint8 [B, H, W, C]."""
     x0 = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
     b, h, w, c = x0.shape
-    tokens = patchify(x0, pca.patch_size)
+    tokens = patchify(x0, tok.patch_size)
     model = nnx.merge(graphdef, params)
     sched_sigma = np.asarray(schedule.sigma)
     out = {k: [] for k in COLUMNS}
     key = jax.random.key(seed)
+    back = lambda patches: unpatchify(patches, tok.patch_size, h, w, c)  # noqa: E731
     for i, sigma in enumerate(sigmas):
         t = int(np.argmin(np.abs(sched_sigma - sigma)))
         steps = jnp.full((b,), t, jnp.int32)
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        noisy = objectives.noised_tokens(pca, schedule, tokens, steps, jax.random.normal(k1, tokens.shape[:-1] + (pca.d,)))
-        back = lambda tok: unpatchify(tok, pca.patch_size, h, w, c)  # noqa: E731
+        noise = jax.random.normal(k1, tokens.shape[:-1] + (tok.d,))
+        inp = objectives.network_input(objective, tok, schedule, tokens, steps, noise)
+        pred = model(inp, steps, objectives.null_labels(objective, b))
+        if objective.target == "eps":  # the clean latent implied by the predicted noise
+            gamma, sig = diffusion.coefficients(schedule, steps, 3)
+            z_t = objectives.noised_latents(tok, schedule, tokens, steps, noise)
+            pred = tok_lib.decode(tok, diffusion.eps_to_x0(z_t, pred, gamma, sig))
+        else:
+            pred = objectives.predicted_image(objective, tok, pred)
         out["clean"].append(x0)
-        out["latent noise"].append(back(noisy))
+        out["latent noise"].append(back(tok_lib.decode(tok, objectives.noised_latents(tok, schedule, tokens, steps,
+                                                                                      noise))))
         out["pixel noise"].append(x0 + sched_sigma[t] * jax.random.normal(k2, x0.shape))
-        out["denoised"].append(back(model(noisy, steps)))
+        out["denoised"].append(back(pred))
     return {k: np.asarray(jnp.stack(v)) for k, v in out.items()}
 
 
@@ -88,8 +98,9 @@ def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=
     path = epath.Path(workdir) / "denoising.png"
     if jax.process_index() == 0:
         panels = denoising_panels(
-            state_lib.model_graph(run.model_cfg), params, run.pca, run.schedule, batch["image"], sigmas,
-            seed=config.seed,
+            state_lib.model_graph(run.model_cfg), params, run.tokenizer, run.schedule, run.objective,
+            batch["image"], sigmas, seed=config.seed,
         )
-        plot_denoising(panels, sigmas, path, title=f"l-DAE at step {step}: noise in a d={run.pca.d} PCA latent")
+        title = f"step {step}: noise in a d={run.tokenizer.d} {config.tokenizer.kind} latent"
+        plot_denoising(panels, sigmas, path, title=title)
     return str(path)

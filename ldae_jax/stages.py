@@ -1,0 +1,41 @@
+"""The stages of a run (tokenizer, pre-training, probe, figure) behind one call, for the CLI, notebooks and the
+ladder runner; no flags here, so importing it defines none."""
+
+from __future__ import annotations
+
+import time
+
+MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe")
+
+
+def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False) -> dict:
+    """Run the stages of `mode`; importable from a notebook."""
+    import jax
+
+    from configs import common
+    from ldae_jax import config_lib
+    from ldae_jax.evaluate import probe
+    from ldae_jax.train import pretrain
+    from ldae_jax.viz import denoising
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
+    config_lib.check_fields(config, common.ldae_base())
+    out, start = {}, time.perf_counter()
+    if mode in ("tokenizer", "pca"):
+        pretrain.setup_run(config, workdir)
+    if mode in ("all", "pretrain", "pretrain_probe"):
+        trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+        out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
+        if trained["preempted"]:
+            return out
+    if mode in ("all", "probe", "pretrain_probe"):
+        out["probe"] = probe.run_probe(config, workdir)
+    if mode in ("all", "figure"):
+        out["figure"] = denoising.write_denoising_figure(config, workdir)
+    out["seconds"] = time.perf_counter() - start
+    if jax.process_index() == 0:
+        if "figure" in out:
+            print(f"Figure: {out['figure']}")
+        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
+    return out

@@ -1,0 +1,85 @@
+"""The ladder's other tokenizers: the pixel identity, and the trained linear patch AE/VAE (Table 2)."""
+
+import numpy as np
+import pytest
+
+from ldae_jax.tokenizers import patch_ae, pca as pca_lib, tokenizer as tok_lib
+
+
+def correlated_patches(n=20000, dim=12, seed=0):
+    """Patches with a decaying spectrum, so the top subspace is well defined."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+    return (rng.normal(size=(n, dim)) * np.geomspace(1.0, 0.01, dim)) @ basis.T + 0.3
+
+
+def test_pixel_tokenizer_is_the_identity():
+    tok = tok_lib.identity(2, 3)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(4, 5, 12)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(tok_lib.encode(tok, x)), x)
+    np.testing.assert_array_equal(np.asarray(tok_lib.decode(tok, x)), x)
+    assert tok.d == tok.dim == 12
+
+
+def test_patch_ae_learns_the_pca_subspace():
+    """A linear AE's optimum spans the top-d principal subspace, so its reconstruction error matches PCA's."""
+    x = correlated_patches()
+    d = 4
+    ae, report = patch_ae.train(x, patch_size=2, channels=3, d=d, variational=False, steps=2000, batch_size=1024,
+                                lr=3e-2, kl_weight=0.0, seed=0)
+    acc = pca_lib.CovarianceAccumulator(12)
+    acc.update(x)
+    pca = pca_lib.fit(acc, patch_size=2, channels=3, d=d, whiten=False)
+    pca_mse = np.mean((x - np.asarray(pca_lib.decode(pca, pca_lib.encode(pca, x)))) ** 2)
+    ae_mse = np.mean((x - np.asarray(tok_lib.decode(ae, tok_lib.encode(ae, x)))) ** 2)
+    assert ae_mse < 1.05 * pca_mse, (ae_mse, pca_mse)
+    assert abs(report["recon_mse"] - ae_mse) < 1e-5
+    z = np.asarray(tok_lib.encode(ae, x))
+    np.testing.assert_allclose(z.std(), 1.0, rtol=1e-3)  # latents rescaled to unit scale
+
+
+def test_patch_vae_trains_and_its_kl_shrinks_the_latents():
+    x = correlated_patches(5000)
+    kwargs = dict(patch_size=2, channels=3, d=4, steps=300, batch_size=512, lr=1e-2, seed=0)
+    vae, _ = patch_ae.train(x, variational=True, kl_weight=1e-2, **kwargs)
+    ae, _ = patch_ae.train(x, variational=False, kl_weight=0.0, **kwargs)
+    assert vae.variational and not ae.variational
+    assert np.isfinite(np.asarray(vae.encoder)).all()
+    # Before the unit rescaling, the VAE's KL pulls the posterior means towards N(0, 1): a different scale.
+    assert float(vae.scale) != pytest.approx(float(ae.scale), rel=1e-2)
+
+
+def test_patch_ae_save_load_and_mismatch(tmp_path):
+    x = correlated_patches(2000)
+    ae, _ = patch_ae.train(x, patch_size=2, channels=3, d=3, variational=False, steps=20, batch_size=256, lr=1e-2,
+                           kl_weight=0.0, seed=0)
+    path = str(tmp_path / "patch_ae.npz")
+    patch_ae.save(ae, path)
+    loaded = patch_ae.load(path, patch_size=2, channels=3, d=3, variational=False)
+    assert patch_ae.content_hash(loaded) == patch_ae.content_hash(ae)
+    with pytest.raises(pca_lib.PCAMismatchError, match="d is 3 in the file but the config expects 4"):
+        patch_ae.load(path, patch_size=2, channels=3, d=4, variational=False)
+    with pytest.raises(pca_lib.PCAMismatchError, match="variational"):
+        patch_ae.load(path, patch_size=2, channels=3, d=3, variational=True)
+    other = tmp_path / "pca.npz"
+    acc = pca_lib.CovarianceAccumulator(12)
+    acc.update(x)
+    pca_lib.save(pca_lib.fit(acc, patch_size=2, channels=3, d=3, whiten=False), str(other))
+    with pytest.raises(pca_lib.PCAMismatchError, match="not a patch AE/VAE tokenizer file"):
+        patch_ae.load(str(other), patch_size=2, channels=3, d=3, variational=False)
+
+
+def test_tokenizer_config_errors():
+    from configs import quickstart
+    from ldae_jax.errors import UserError
+
+    c = quickstart.get_config("tiny")
+    c.tokenizer.kind = "vqgan"
+    with pytest.raises(UserError, match="tokenizer.kind='vqgan' is unknown"):
+        tok_lib.check_config(c)
+    c.tokenizer.kind, c.pca.whiten = "pixel", True
+    with pytest.raises(UserError, match="no basis to whiten"):
+        tok_lib.check_config(c)
+    c.tokenizer.kind, c.pca.whiten, c.pca.patch_size = "pca", False, 5
+    with pytest.raises(UserError, match="not divisible"):
+        tok_lib.check_config(c)
