@@ -1,0 +1,174 @@
+"""The deconstruction ladder (PAPER.md 1.1-1.5): every row a few fields away from its parent row.
+
+    python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step2,scale=small --workdir=workdirs/t3.step2
+    python -m ldae_jax.ladder --rows='t3.*' --scale=small          # several rows, with a report
+
+`scale=paper` is ImageNet 256 px, DiT-L size (1/2L + 1/2L), 400 epochs, batch 2048, center crop (the ladder
+uses no augmentation); `scale=small` runs on the embedded Fashion-MNIST on a CPU in about two minutes
+(28 px, 7x7 patches so 16 tokens of D = 49, a 2 + 2 block width-96 network, 600 steps at batch 128). Latent sizes shrink with the
+patch: small d = paper d / 4 (paper d = 32 of D = 768 -> d = 8 of D = 49), and Figure 5's pixel tokenizer keeps
+16 tokens at 28/16/8/4 px (patches 7/4/2/1) for the paper's 256/128/64/32 px (patches 16/8/4/2).
+
+Rows of Table 1 that need the convolutional VAE tokenizer (and its perceptual and adversarial losses) are not
+built yet; the two Table 1 claims that do not depend on it, class conditioning and the noise schedule, are
+rows on the patch-PCA setting instead (`t1.cls`, `t1.ddpm`). Paper numbers are ImageNet linear-probe top-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Callable
+
+from configs import common
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    parent: str | None
+    change: str  # what this row changes from its parent, as the paper words it
+    paper: float | None  # the paper's linear-probe top-1 (ImageNet), None where it gives none
+    apply: Callable  # (config, scale) -> None, edits the parent's config in place
+
+
+ROWS: dict[str, Row] = {}
+
+SCALES = ("small", "paper", "tiny")  # tiny: the small rows cut to a few steps, for tests
+SMALL_D = {8: 2, 16: 4, 32: 8, 64: 16, 128: 32}  # paper d -> small d (D = 768 -> 49)
+PIXEL = {256: (16, 28, 7), 128: (8, 16, 4), 64: (4, 8, 2), 32: (2, 4, 1)}  # res -> (paper patch, small px, patch)
+
+
+def _row(name, parent, change, paper, apply=lambda c, s: None):
+    ROWS[name] = Row(name, parent, change, paper, apply)
+
+
+def _d(d):
+    def apply(c, scale):
+        c.pca.d = d if scale == "paper" else SMALL_D[d]
+    return apply
+
+
+def _set(**fields):
+    """Sets 'section__field' = value on the config (the same at both scales)."""
+    def apply(c, scale):
+        for key, value in fields.items():
+            section, field = key.split("__")
+            c[section][field] = value
+    return apply
+
+
+def _chain(*fns):
+    def apply(c, scale):
+        for fn in fns:
+            fn(c, scale)
+    return apply
+
+
+# Table 3 step 0 = Table 2's patch-wise PCA at d = 32 = Table 1 row 5 with the PCA tokenizer: the root.
+_row("t3.step0", None, "patch-wise PCA, d=32; noise prediction, linear gamma^2, latent in and out", 65.1,
+     _chain(_d(32), _set(objective__input="latent", objective__output="latent", objective__target="eps",
+                         noise__schedule="linear_gamma_sq")))
+_row("t3.step1", "t3.step0", "+ predict clean data", 62.4, _set(objective__target="clean"))
+_row("t3.step2", "t3.step1", "+ remove input scaling (sigma linear to sqrt 2)", 63.6, _set(noise__schedule="sigma_linear"))
+_row("t3.step3", "t3.step2", "+ image input via inverse PCA", 63.6, _set(objective__input="image"))
+_row("t3.step4", "t3.step3", "+ image output via inverse PCA", 63.9, _set(objective__output="image"))
+_row("t3.step5", "t3.step4", "+ predict the original image, residual weight 0.1 (= l-DAE)", 64.5,
+     _set(objective__target="original"))
+_row("t3.single", "t3.step5", "single noise level sigma = sqrt(1/3)", 61.5, _set(noise__schedule="single_level"))
+
+# Table 1's two claims that do not need the conv VAE, on the t3.step0 setting.
+_row("t1.cls", "t3.step0", "+ class conditioning (Table 1 row 1 vs 2: 57.5 vs 62.5)", None,
+     _set(objective__class_conditional=True))
+_row("t1.ddpm", "t3.step0", "DDPM linear-beta schedule (Table 1 row 4 vs 5: 59.0 vs 63.4)", None,
+     _set(noise__schedule="ddpm_linear_beta"))
+
+# Table 2: tokenizer x d, on the t3.step0 setting.
+_T2 = {"pca": {8: 56.0, 16: 63.4, 32: 65.1, 64: 60.0, 128: 53.9},
+       "vae": {8: 58.3, 16: 64.9, 32: 64.8, 64: 56.8},  # d = 128 column empty (PAPER.md 1.2)
+       "ae": {8: 59.9, 16: 64.7, 32: 64.6, 64: 59.9}}
+for _kind, _numbers in _T2.items():
+    for _dim in (8, 16, 32, 64, 128):
+        _row(f"t2.{_kind}.d{_dim}", "t3.step0", f"patch-wise {_kind.upper()}, d={_dim}", _numbers.get(_dim),
+             _chain(_d(_dim), _set(tokenizer__kind={"pca": "pca", "vae": "patch_vae", "ae": "patch_ae"}[_kind])))
+
+# Figure 5: the pixel tokenizer, 256 tokens (16 at small scale) at every resolution.
+_F5 = {256: 23.6, 64: 58.5}  # the other two points are not mapped with certainty (PAPER.md 1.3)
+
+
+def _pixel(res):
+    def apply(c, scale):
+        paper_patch, small_px, small_patch = PIXEL[res]
+        c.tokenizer.kind = "pixel"
+        c.data.image_size, c.pca.patch_size = (res, paper_patch) if scale == "paper" else (small_px, small_patch)
+        c.pca.d = c.pca.patch_size**2 * 3 if scale == "paper" else c.pca.patch_size**2
+    return apply
+
+
+for _res in PIXEL:
+    _row(f"f5.pixel.r{_res}", "t3.step0", f"pixel tokenizer, {_res} px, patch {PIXEL[_res][0]}", _F5.get(_res),
+         _pixel(_res))
+
+# The open question of PAPER.md 3.3: whitened vs unwhitened PCA latents, on l-DAE, at two d.
+for _dim in (16, 32):
+    _row(f"w.plain.d{_dim}", "t3.step5", f"l-DAE, unwhitened latents, d={_dim}", 64.5 if _dim == 32 else None,
+         _d(_dim))
+    _row(f"w.whiten.d{_dim}", f"w.plain.d{_dim}", f"l-DAE, whitened latents, d={_dim}", None, _set(pca__whiten=True))
+
+
+def lineage(name: str) -> list[Row]:
+    """The row and its ancestors, root first."""
+    chain = []
+    while name is not None:
+        chain.append(ROWS[name])
+        name = ROWS[name].parent
+    return chain[::-1]
+
+
+def select(patterns: str) -> list[str]:
+    """Row names matching comma-separated names or shell patterns ('t3.*'), in registry order."""
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    unknown = [p for p in wanted if not fnmatch.filter(ROWS, p)]
+    if unknown or not wanted:
+        raise ValueError(f"unknown ladder row(s) {unknown or patterns!r}; known rows: {', '.join(ROWS)}")
+    return [name for name in ROWS if any(fnmatch.fnmatch(name, p) for p in wanted)]
+
+
+def base(scale: str):
+    """The settings every row shares, at `scale`."""
+    c = common.ldae_base()
+    c.data.augment = "center_crop"  # the ladder's pre-training uses no augmentation (PAPER.md 1)
+    if scale == "paper":
+        return c
+    c.data.name = "fashion_mnist_local"
+    c.data.image_size = 28
+    c.data.eval_split = "test"
+    c.pca.patch_size = 7
+    c.pca.num_patches = 200_000
+    c.tokenizer.ae_steps = 2000
+    c.model.update(size="mini", width=96, num_heads=4, encoder_depth=2, decoder_depth=2, dtype="float32")
+    c.train.update(batch_size=128, total_steps=600, warmup_epochs=0.25, base_lr=2e-3, log_every=100,
+                   checkpoint_every=300)
+    c.probe.update(epochs=30, batch_size=1024, feature_batch_size=1000, baselines="")
+    if scale == "tiny":  # seconds per row, for tests
+        c.data.train_split, c.data.eval_split = "train[:1024]", "test[:200]"
+        c.pca.num_patches = 4000
+        c.tokenizer.ae_steps = 20
+        c.model.update(width=32, num_heads=2, encoder_depth=1, decoder_depth=1)
+        c.train.update(batch_size=64, total_steps=3, log_every=3, checkpoint_every=3)
+        c.probe.update(epochs=2, batch_size=256, feature_batch_size=200)
+    return c
+
+
+def get_config(arg: str = ""):
+    args = common.parse_arg(arg, row="t3.step5", scale="small", seed=0)
+    if args.scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {args.scale!r}")
+    select(args.row)  # a clear error for an unknown name
+    if args.row not in ROWS:
+        raise ValueError(f"row must be one row name, got the pattern {args.row!r}")
+    c = base(args.scale)
+    c.seed = args.seed
+    for row in lineage(args.row):
+        row.apply(c, args.scale)
+    return c

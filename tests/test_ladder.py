@@ -1,0 +1,110 @@
+"""The ladder: every row's config at every scale, the runner end to end on tiny rows, the report's verdicts,
+and the errors a user sees for an unknown row or a tokenizer file of another config."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs.ladder import rows as rows_lib
+from ldae_jax import ladder_runs as ladder, objectives, stages
+from ldae_jax.errors import UserError
+from ldae_jax.evaluate import ladder_report
+from ldae_jax.tokenizers import tokenizer as tok_lib
+from ldae_jax.train import checkpoint
+
+from test_data import needs_debian_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One row per distinct code path: latent eps, image-out clean, l-DAE, class-conditional, VAE, pixel, whitened.
+SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32"}  # other names for their parent row's run
+REPRESENTATIVE = ["t3.step0", "t3.step4", "t3.step5", "t1.cls", "t2.vae.d16", "f5.pixel.r64", "w.whiten.d16"]
+
+
+@pytest.mark.parametrize("scale", rows_lib.SCALES)
+def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale):
+    for name, row in rows_lib.ROWS.items():
+        config = rows_lib.get_config(f"row={name},scale={scale}")
+        tok_lib.check_config(config)
+        objectives.objective_from(config, num_classes=1000)
+        if row.parent:
+            parent = checkpoint.config_fingerprint(rows_lib.get_config(f"row={row.parent},scale={scale}"))
+            changed = {k for k, v in checkpoint.config_fingerprint(config).items() if parent.get(k) != v}
+            assert len(changed) <= 4, (name, changed)
+            assert changed or name in SAME_AS_PARENT, name
+
+
+def test_paper_scale_is_the_paper_setting():
+    c = rows_lib.get_config("row=t3.step0,scale=paper")
+    assert (c.data.name, c.data.image_size, c.data.augment) == ("imagenet2012", 256, "center_crop")
+    assert (c.model.size, c.train.num_epochs, c.train.batch_size) == ("half_L", 400.0, 2048)
+    assert (c.pca.patch_size, c.pca.d, c.objective.target, c.noise.schedule) == (16, 32, "eps", "linear_gamma_sq")
+    pixel = rows_lib.get_config("row=f5.pixel.r64,scale=paper")
+    assert (pixel.data.image_size, pixel.pca.patch_size, pixel.pca.d) == (64, 4, 48)  # 256 tokens of d = 48
+    lda = rows_lib.get_config("row=t3.step5,scale=paper")
+    assert (lda.objective.input, lda.objective.output, lda.objective.target, lda.noise.schedule) == (
+        "image", "image", "original", "sigma_linear")
+
+
+def test_unknown_rows_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown ladder row.*t9.x.*known rows: t3.step0"):
+        rows_lib.select("t3.step0,t9.x")
+    assert rows_lib.select("t3.step[45]") == ["t3.step4", "t3.step5"]
+    result = subprocess.run([sys.executable, "-m", "ldae_jax.ladder", "--rows=t9.*", "--workdir=/nonexistent"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown ladder row(s) ['t9.*']")
+    assert "Traceback" not in result.stderr
+
+
+def test_print_mode_gives_one_command_per_distinct_run(capsys):
+    planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1"], "paper", [0, 1])
+    assert [key for *_, key in planned if key.startswith("t2")] == []  # t2.pca.d32 is t3.step0's run
+    ladder.print_commands(planned, "gs://bucket/ladder", "paper")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0] == ("python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step0,scale=paper,seed=0 "
+                        "--workdir=gs://bucket/ladder/t3.step0/seed0 --mode=pretrain_probe")
+
+
+def test_report_verdicts_follow_the_numbers(tmp_path):
+    results = {"t3.step0": [80.0, 80.4], "t1.ddpm": [78.0, 78.3], "t1.cls": [80.1, 80.5],
+               "t3.step5": [79.0], "t3.single": [79.5]}
+    lines = {line[0]: line[3] for line in ladder_report.claims(results)}
+    assert lines["the linear gamma^2 schedule beats DDPM's"].startswith("reproduces (2 seeds")
+    assert lines["class conditioning hurts"].startswith("within seed noise")
+    assert lines["multi-level noise beats a single level"] == "does not reproduce (1 seed)"
+    text = ladder_report.write(results, str(tmp_path / "r.md"), scale="small", command="cmd")
+    assert "| t3.step0 | patch-wise PCA" in text and "80.20" in text
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+@needs_debian_files
+def test_runner_runs_representative_rows_and_reports(tmp_path):
+    planned = ladder.plan(REPRESENTATIVE, "tiny", [0])
+    ladder.run_local(planned, str(tmp_path))
+    results = ladder.gather(planned, str(tmp_path))
+    assert all(len(v) == 1 and 0 <= v[0] <= 100 for v in results.values()), results
+    assert os.path.exists(tmp_path / "t2.vae.d16" / "seed0" / "patch_vae.npz")
+    text = ladder_report.write(results, str(tmp_path / "ladder.md"), scale="tiny", command="test")
+    assert all(f"| {row} |" in text for row in REPRESENTATIVE)
+    # A second invocation finds every run done and computes nothing.
+    ladder.run_local(planned, str(tmp_path))
+
+
+@needs_debian_files
+def test_a_tokenizer_file_of_another_config_is_refused(tmp_path):
+    config = rows_lib.get_config("row=t2.ae.d16,scale=tiny")
+    stages.run(config, str(tmp_path), "tokenizer")
+    config.pca.d = 8
+    with pytest.raises(UserError, match="d is 4 in the file but the config expects 8. Delete .*patch_ae.npz so it is retrained"):
+        stages.run(config, str(tmp_path), "tokenizer")
+
+
+@pytest.mark.slow
+@needs_debian_files
+def test_every_row_runs_a_few_steps(tmp_path):
+    planned = ladder.plan(list(rows_lib.ROWS), "tiny", [0])
+    ladder.run_local(planned, str(tmp_path))
+    assert all(ladder.gather(planned, str(tmp_path)).values())
