@@ -25,6 +25,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :variant).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
 flags.DEFINE_enum("mode", "all", list(stages.MODES), "Which stage(s) to run ('pca' is another name for 'tokenizer').")
+flags.DEFINE_string("probe_file", "probe.json", "File in the workdir that the probe result is written to.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a checkpoint written under a different config (warns).")
 flags.DEFINE_bool("multihost", False, "Join a multi-host job auto-detected by JAX (TPU pods, SLURM).")
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for other multi-process jobs.")
@@ -52,7 +53,8 @@ def main(argv):
             num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
         )
         config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
-        run(config, FLAGS.workdir, FLAGS.mode, allow_config_change=FLAGS.allow_config_change)
+        run(config, FLAGS.workdir, FLAGS.mode, allow_config_change=FLAGS.allow_config_change,
+            probe_file=FLAGS.probe_file)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -8,8 +8,9 @@ import time
 MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe")
 
 
-def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False) -> dict:
-    """Run the stages of `mode`; importable from a notebook."""
+def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False,
+        probe_file: str = "probe.json") -> dict:
+    """Run the stages of `mode`; importable from a notebook. The probe result goes to `workdir/probe_file`."""
     import jax
 
     from configs import common
@@ -30,7 +31,7 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         if trained["preempted"]:
             return out
     if mode in ("all", "probe", "pretrain_probe"):
-        out["probe"] = probe.run_probe(config, workdir)
+        out["probe"] = probe.run_probe(config, workdir, probe_file)
     if mode in ("all", "figure"):
         out["figure"] = denoising.write_denoising_figure(config, workdir)
     out["seconds"] = time.perf_counter() - start

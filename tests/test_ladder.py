@@ -17,9 +17,15 @@ from ldae_jax.train import checkpoint
 from test_data import needs_debian_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One row per distinct code path: latent eps, image-out clean, l-DAE, class-conditional, VAE, pixel, whitened.
-SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32"}  # other names for their parent row's run
-REPRESENTATIVE = ["t3.step0", "t3.step4", "t3.step5", "t1.cls", "t2.vae.d16", "f5.pixel.r64", "w.whiten.d16"]
+# One row per code path: latent eps, image-out clean, l-DAE, class-conditional, VAE, pixel, whitened, probe-only.
+SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32", "a.t10.clean"}  # other names for their parent row's run
+REPRESENTATIVE = ["t3.step0", "t3.step4", "t3.step5", "t1.cls", "t2.vae.d16", "f5.pixel.r64", "w.whiten.d16",
+                  "a.t20.noisy"]
+
+
+def identity(config):
+    """What makes a row's result: its pre-training fingerprint and its probe settings."""
+    return checkpoint.config_fingerprint(config) | {f"probe.{k}": v for k, v in config.probe.items()}
 
 
 @pytest.mark.parametrize("scale", rows_lib.SCALES)
@@ -29,8 +35,8 @@ def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale):
         tok_lib.check_config(config)
         objectives.objective_from(config, num_classes=1000)
         if row.parent:
-            parent = checkpoint.config_fingerprint(rows_lib.get_config(f"row={row.parent},scale={scale}"))
-            changed = {k for k, v in checkpoint.config_fingerprint(config).items() if parent.get(k) != v}
+            parent = identity(rows_lib.get_config(f"row={row.parent},scale={scale}"))
+            changed = {k for k, v in identity(config).items() if parent.get(k) != v}
             assert len(changed) <= 4, (name, changed)
             assert changed or name in SAME_AS_PARENT, name
 
@@ -60,7 +66,7 @@ def test_unknown_rows_are_clear_errors():
 
 def test_print_mode_gives_one_command_per_distinct_run(capsys):
     planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1"], "paper", [0, 1])
-    assert [key for *_, key in planned if key.startswith("t2")] == []  # t2.pca.d32 is t3.step0's run
+    assert [p.run_key for p in planned if p.row == "t2.pca.d32"] == ["t3.step0/seed0", "t3.step0/seed1"]
     ladder.print_commands(planned, "gs://bucket/ladder", "paper")
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4
@@ -87,6 +93,7 @@ def test_runner_runs_representative_rows_and_reports(tmp_path):
     results = ladder.gather(planned, str(tmp_path))
     assert all(len(v) == 1 and 0 <= v[0] <= 100 for v in results.values()), results
     assert os.path.exists(tmp_path / "t2.vae.d16" / "seed0" / "patch_vae.npz")
+    assert os.path.exists(tmp_path / "t3.step5" / "seed0" / "probe_a.t20.noisy.json")  # shares t3.step5's run
     text = ladder_report.write(results, str(tmp_path / "ladder.md"), scale="tiny", command="test")
     assert all(f"| {row} |" in text for row in REPRESENTATIVE)
     # A second invocation finds every run done and computes nothing.

@@ -116,6 +116,27 @@ for _dim in (16, 32):
     _row(f"w.whiten.d{_dim}", f"w.plain.d{_dim}", f"l-DAE, whitened latents, d={_dim}", None, _set(pca__whiten=True))
 
 
+# Appendix A: the probe of one pre-trained l-DAE (t3.step5), at a fixed t with clean or noisy input, and at
+# other blocks. These rows share t3.step5's pre-training; only the probe runs again.
+_APPENDIX_T = {"clean": {0: 64.1, 10: 64.5, 20: 64.1, 40: 63.3, 80: 62.2},
+               "noisy": {0: 64.2, 10: 65.0, 20: 65.0, 40: 65.0, 80: 64.5}}
+for _input, _numbers in _APPENDIX_T.items():
+    for _t, _top1 in _numbers.items():
+        _row(f"a.t{_t}.{_input}", "t3.step5", f"probe at t={_t}, {_input} input", _top1,
+             _set(probe__t=_t, probe__noisy=_input == "noisy"))
+
+
+def _block(k):
+    def apply(c, scale):
+        c.probe.block = k if scale == "paper" else k * (c.model.encoder_depth + c.model.decoder_depth) // 24
+    return apply
+
+
+# Blocks k of the 24-block network (k/24 of the depth at small scale: 6, 12, 18, 24 -> 1, 2, 3, 4 of 4).
+for _k, _top1 in {6: None, 12: 64.5, 18: None, 24: None}.items():
+    _row(f"a.block{_k}", "t3.step5", f"probe the output of block {_k} of 24", _top1, _block(_k))
+
+
 def lineage(name: str) -> list[Row]:
     """The row and its ancestors, root first."""
     chain = []
@@ -154,7 +175,7 @@ def base(scale: str):
         c.data.train_split, c.data.eval_split = "train[:1024]", "test[:200]"
         c.pca.num_patches = 4000
         c.tokenizer.ae_steps = 20
-        c.model.update(width=32, num_heads=2, encoder_depth=1, decoder_depth=1)
+        c.model.update(width=32, num_heads=2, encoder_depth=2, decoder_depth=2)
         c.train.update(batch_size=64, total_steps=3, log_every=3, checkpoint_every=3)
         c.probe.update(epochs=2, batch_size=256, feature_batch_size=200)
     return c

@@ -7,16 +7,17 @@ the spread between seeds (the larger max - min of the two rows) is "within seed 
 
 from __future__ import annotations
 
-import io
 import statistics
 
 from etils import epath
 
-# Figure 6's trajectory, in the paper's order; rows we do not run (the conv-VAE rows of Table 1) are skipped.
-TRAJECTORY = ["t1.cls", "t1.ddpm", "t3.step0", "t2.vae.d16", "t2.ae.d16", "t2.pca.d32", "t3.step1", "t3.step2",
-              "t3.step3", "t3.step4", "t3.step5"]
-TRAJECTORY_PAPER = {"t1.cls": 57.5, "t1.ddpm": 59.0, "t3.step0": 63.4, "t2.vae.d16": 64.9, "t2.ae.d16": 64.7,
-                    "t2.pca.d32": 65.1}  # Figure 6 bars; t3.* rows carry their own Table 3 numbers
+from ldae_jax.viz import ladder_chart
+
+# Figure 6's trajectory in the paper's order, on our rows: the conv-VAE rows of Table 1 are not built, so the
+# class-conditioning and DDPM bars are their patch-PCA analogues (t1.*), compared with the paper's Figure 6 bars.
+TRAJECTORY = ["t1.cls", "t1.ddpm", "t2.vae.d16", "t2.ae.d16", "t3.step0", "t3.step1", "t3.step2", "t3.step3",
+              "t3.step4", "t3.step5"]
+TRAJECTORY_PAPER = {"t1.cls": 57.5, "t1.ddpm": 59.0}  # the other rows carry their own Table 2/3 numbers
 
 
 def _mean(values):
@@ -101,51 +102,13 @@ def markdown(results: dict, *, scale: str, command: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def bar_chart(results: dict, path: str, scale: str) -> bool:
-    """Figure 6 style: one horizontal bar per trajectory row, paper and ours side by side; False if nothing to draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from configs.ladder import rows as rows_lib
-
-    rows = [r for r in TRAJECTORY if results.get(r)]
-    if not rows:
-        return False
-    paper = [TRAJECTORY_PAPER.get(r, rows_lib.ROWS[r].paper) for r in rows]
-    ours = [_mean(results[r]) for r in rows]
-    errors = [(max(results[r]) - min(results[r])) / 2 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
-    labels = [f"{r}: {rows_lib.ROWS[r].change[:48]}" for r in rows]
-    for ax, values, title, err in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)", None),
-                                   (axes[1], ours, f"ours ({scale} scale)", errors)):
-        ys = list(range(len(rows)))[::-1]
-        shown = [v if v is not None else 0 for v in values]
-        ax.barh(ys, shown, xerr=err, color="tab:blue" if err is None else "tab:orange", capsize=2)
-        for y, v in zip(ys, values):
-            ax.text((v or 0) + 0.1, y, "n/a" if v is None else f"{v:.1f}", va="center", fontsize=7)
-        known = [v for v in values if v is not None]
-        ax.set_xlim(min(known) - 3, max(known) + 2)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("linear-probe top-1 (%)", fontsize=8)
-        ax.set_yticks(ys)
-        ax.set_yticklabels(labels, fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    epath.Path(path).write_bytes(buffer.getvalue())
-    return True
-
-
 def write(results: dict, path: str, *, scale: str, command: str) -> str:
     """Writes the markdown report at `path` and, when there is something to draw, the chart beside it."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = markdown(results, scale=scale, command=command)
     png = path.with_suffix(".png")
-    if bar_chart(results, str(png), scale):
+    if ladder_chart.bar_chart(results, str(png), scale, TRAJECTORY, TRAJECTORY_PAPER):
         text += f"\n![ladder chart]({png.name})\n"
     path.write_text(text)
     return text

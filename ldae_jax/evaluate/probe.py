@@ -28,8 +28,8 @@ def describe(config, step: int, encoder_depth: int) -> dict:
     }
 
 
-def run_probe(config, workdir: str) -> dict:
-    """Top-1 (%) of the linear probe for the run in `workdir` and the configured baselines."""
+def run_probe(config, workdir: str, output: str = "probe.json") -> dict:
+    """Top-1 (%) of the linear probe for the run in `workdir` and the configured baselines, saved as `output`."""
     baselines = [b for b in config.probe.baselines.split(",") if b]
     unknown = set(baselines) - set(BASELINES)
     if unknown:
@@ -68,7 +68,7 @@ def run_probe(config, workdir: str) -> dict:
 
     summary = {"step": step, "protocol": dict(p), "results": results}
     if jax.process_index() == 0:
-        (epath.Path(workdir) / "probe.json").write_text(json.dumps(summary, indent=2))
+        (epath.Path(workdir) / output).write_text(json.dumps(summary, indent=2))
         print(format_table(summary, describe(config, step, run.model_cfg.encoder_depth)))
     return summary
 

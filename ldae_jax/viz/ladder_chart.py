@@ -1,0 +1,48 @@
+"""Figure 6 of the paper for a ladder run: the trajectory's linear-probe accuracies as horizontal bars, the
+paper's (ImageNet) on the left and ours on the right, in the same row order, with the seed range as error bars."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import textwrap
+
+from etils import epath
+
+
+def bar_chart(results: dict, path: str, scale: str, trajectory: list[str], paper_values: dict) -> bool:
+    """Figure 6 style: one horizontal bar per trajectory row, paper and ours side by side; False if nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from configs.ladder import rows as rows_lib
+
+    rows = [r for r in trajectory if results.get(r)]
+    if not rows:
+        return False
+    paper = [paper_values.get(r, rows_lib.ROWS[r].paper) for r in rows]
+    ours = [statistics.fmean(results[r]) for r in rows]
+    errors = [(max(results[r]) - min(results[r])) / 2 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
+    labels = [f"{r}: {textwrap.shorten(rows_lib.ROWS[r].change, 44, placeholder='...')}" for r in rows]
+    for ax, values, title, err in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)", None),
+                                   (axes[1], ours, f"ours ({scale} scale)", errors)):
+        ys = list(range(len(rows)))[::-1]
+        shown = [v if v is not None else 0 for v in values]
+        ax.barh(ys, shown, xerr=err, color="tab:blue" if err is None else "tab:orange", capsize=2)
+        for y, v in zip(ys, values):
+            ax.text((v or 0) + 0.1, y, "n/a" if v is None else f"{v:.1f}", va="center", fontsize=7)
+        known = [v for v in values if v is not None]
+        ax.set_xlim(min(known) - 3, max(known) + 2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("linear-probe top-1 (%)", fontsize=8)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(labels, fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    epath.Path(path).write_bytes(buffer.getvalue())
+    return True
