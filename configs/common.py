@@ -47,7 +47,17 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.tokenizer.ae_steps = 2000  # [open] patch AE/VAE training recipe ([NOT FOUND] in the paper)
     c.tokenizer.ae_batch_size = 4096  # patches per step
     c.tokenizer.ae_lr = 3e-2  # Adam, cosine decay to 0
-    c.tokenizer.kl_weight = 1e-3  # [open] patch VAE: weight of KL[q(z|x) | N(0, I)] against the reconstruction
+    c.tokenizer.kl_weight = 1e-3  # [open] patch/conv VAE: weight of KL[q(z|x) | N(0, I)] against the reconstruction
+    # Conv VAE (Table 1): stride 8 and d = pca.d = 4 x latent channels (32 x 32 x 4 at 256 px -> d = 16).
+    c.tokenizer.conv_stride = 8
+    c.tokenizer.conv_width = 128  # [open] channels of every level (LDM's KL-VAE starts at 128 and grows)
+    c.tokenizer.conv_steps = 50_000  # [open] the retrained tokenizers' recipes are [NOT FOUND]
+    c.tokenizer.conv_batch_size = 64
+    c.tokenizer.conv_lr = 1e-4  # Adam (b1 0.5, b2 0.9, as VQGAN/LDM)
+    c.tokenizer.perceptual_weight = 0.0  # > 0: LPIPS-style VGG16 loss (Table 1 rows 1-2; LDM uses 1.0)
+    c.tokenizer.perceptual_weights = ""  # path of the user-provided VGG16 .npz (see tokenizers/perceptual.py)
+    c.tokenizer.adversarial_weight = 0.0  # > 0: patch-discriminator loss (Table 1 rows 1-3; LDM uses 0.5)
+    c.tokenizer.adversarial_start = 0  # step at which the discriminator and its loss start (LDM: 50001)
 
     c.objective = ml_collections.ConfigDict()
     c.objective.input = "image"  # 'image': decode(z_t) (Table 3 step 3 onward) | 'latent': z_t

@@ -26,6 +26,7 @@ flags.DEFINE_list("seeds", ["0"], "Seeds to run each row with.")
 flags.DEFINE_string("workdir", "workdirs/ladder", "Root directory; each run goes to workdir/ROW/seedN.")
 flags.DEFINE_enum("launch", "local", ["local", "print", "report"],
                   "local: run here; print: print one command per run; report: only gather finished runs.")
+flags.DEFINE_string("vgg16", "", "VGG16 weights (.npz) for the perceptual loss of Table 1 rows 1-2.")
 flags.DEFINE_string("report", "", "Markdown report path (default workdir/ladder_SCALE.md; the PNG beside it).")
 
 
@@ -45,9 +46,9 @@ def main(argv):
             seeds = [int(s) for s in FLAGS.seeds]
         except ValueError as e:
             raise UserError(str(e)) from None
-        planned = ladder_runs.plan(rows, FLAGS.scale, seeds)
+        planned = ladder_runs.plan(rows, FLAGS.scale, seeds, FLAGS.vgg16)
         if FLAGS.launch == "print":
-            ladder_runs.print_commands(planned, FLAGS.workdir, FLAGS.scale)
+            ladder_runs.print_commands(planned, FLAGS.workdir, FLAGS.scale, FLAGS.vgg16)
             return
         if FLAGS.launch == "local":
             ladder_runs.run_local(planned, FLAGS.workdir)

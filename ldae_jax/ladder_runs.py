@@ -22,7 +22,7 @@ class PlannedRun:
     probe_file: str
 
 
-def plan(rows: list[str], scale: str, seeds: list[int]) -> list[PlannedRun]:
+def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "") -> list[PlannedRun]:
     """Every (row, seed), each config built and checked, so a mistake stops the ladder before any compute."""
     from configs import common
     from configs.ladder import rows as rows_lib
@@ -33,7 +33,7 @@ def plan(rows: list[str], scale: str, seeds: list[int]) -> list[PlannedRun]:
     out, owners = [], {}
     for seed in seeds:
         for row in rows:
-            config = rows_lib.get_config(f"row={row},scale={scale},seed={seed}")
+            config = rows_lib.get_config(f"row={row},scale={scale},seed={seed},vgg16={vgg16}")
             config_lib.check_fields(config, common.ldae_base())
             tok_lib.check_config(config)
             objectives.objective_from(config, num_classes=10)
@@ -73,7 +73,7 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
             return
 
 
-def print_commands(planned: list[PlannedRun], root: str, scale: str) -> None:
+def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "") -> None:
     """One command per distinct run (and per extra probe of a shared run), for a cluster scheduler."""
     seen = set()
     for p in planned:
@@ -81,7 +81,8 @@ def print_commands(planned: list[PlannedRun], root: str, scale: str) -> None:
             continue
         seen.add((p.run_key, p.probe_file))
         extra = "" if p.probe_file == "probe.json" else f" --probe_file={p.probe_file}"
-        print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.row},scale={scale},seed={p.seed} "
+        vgg = f",vgg16={vgg16}" if vgg16 else ""
+        print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.row},scale={scale},seed={p.seed}{vgg} "
               f"--workdir={run_dir(root, p.run_key)} --mode=pretrain_probe{extra}")
 
 

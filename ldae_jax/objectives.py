@@ -56,6 +56,9 @@ def objective_from(config, num_classes: int) -> Objective:
         raise UserError("objective.target='eps' predicts the latent noise: it needs objective.output='latent'")
     if o.target == "original" and o.output != "image":
         raise UserError("objective.target='original' predicts the raw image: it needs objective.output='image'")
+    if config.tokenizer.kind == "conv_vae" and (o.input, o.output) != ("latent", "latent"):
+        raise UserError("tokenizer.kind='conv_vae' works on whole images, not patches: it needs objective.input and "
+                        "objective.output 'latent' (as DiT)")
     if o.target == "original" and config.tokenizer.kind not in ("pca", "pixel"):
         raise UserError(f"objective.target='original' weights the residual in an orthonormal basis (Eq. 4), which "
                         f"tokenizer.kind={config.tokenizer.kind!r} does not have; use target 'clean' or 'eps'")
@@ -67,16 +70,16 @@ def objective_from(config, num_classes: int) -> Objective:
                      num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout))
 
 
-def noised_latents(tok, schedule, x0_patches, t, noise):
-    """z_t [B, N, d] = gamma_t encode(x0) + sigma_t noise."""
-    return diffusion.add_noise(schedule, tok_lib.encode(tok, x0_patches), t, noise)
+def noised_latents(tok, schedule, images, t, noise):
+    """z_t [B, N, d] = gamma_t z0 + sigma_t noise, z0 the tokenizer's latents of images [B, H, W, C]."""
+    return diffusion.add_noise(schedule, tok_lib.image_latents(tok, images), t, noise)
 
 
-def network_input(obj: Objective, tok, schedule, x0_patches, t, noise):
+def network_input(obj: Objective, tok, schedule, images, t, noise):
     """The tokens the network sees: z_t, or decode(z_t) for image input; noise None = the clean input."""
     if noise is None:  # probing on clean input: the latent, or the image itself
-        return tok_lib.encode(tok, x0_patches) if obj.input == "latent" else x0_patches
-    z_t = noised_latents(tok, schedule, x0_patches, t, noise)
+        return tok_lib.image_latents(tok, images) if obj.input == "latent" else patchify(images, tok.patch_size)
+    z_t = noised_latents(tok, schedule, images, t, noise)
     return z_t if obj.input == "latent" else tok_lib.decode(tok, z_t)
 
 
@@ -96,27 +99,22 @@ def null_labels(obj: Objective, batch: int):
     return jnp.full((batch,), obj.num_classes, jnp.int32) if obj.num_classes else None
 
 
-def predicted_image(obj: Objective, tok, pred):
-    """The network's output as image patches [B, N, D] (for figures)."""
-    if obj.target == "eps":
-        raise ValueError("a noise-predicting network does not output an image; convert with diffusion.eps_to_x0")
-    return pred if obj.output == "image" else tok_lib.decode(tok, pred)
-
-
 def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     """Mean loss of a batch of images [B, H, W, C] in [-1, 1] (labels [B]); returns (loss, per-example [B])."""
-    x0 = patchify(images, tok.patch_size)
+    z0 = tok_lib.image_latents(tok, images)
     t_rng, eps_rng = jax.random.split(rng)
     label_rng = jax.random.fold_in(rng, 1)
-    t = diffusion.sample_t(t_rng, x0.shape[0], schedule.num_steps)
-    noise = jax.random.normal(eps_rng, x0.shape[:-1] + (tok.d,), jnp.float32)
-    pred = model(network_input(obj, tok, schedule, x0, t, noise), t, network_labels(obj, labels, label_rng))
+    t = diffusion.sample_t(t_rng, z0.shape[0], schedule.num_steps)
+    noise = jax.random.normal(eps_rng, z0.shape, jnp.float32)
+    z_t = diffusion.add_noise(schedule, z0, t, noise)
+    pred = model(z_t if obj.input == "latent" else tok_lib.decode(tok, z_t), t, network_labels(obj, labels, label_rng))
     if obj.target == "original":
+        x0 = patchify(images, tok.patch_size)
         err = pca_lib.residual_weighted_sq(tok, x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]
         weight = diffusion.loss_weight(schedule, t, "x0")
     else:
         latent_pred = pred if obj.output == "latent" else tok_lib.encode(tok, pred)
-        want = noise if obj.target == "eps" else tok_lib.encode(tok, x0)
+        want = noise if obj.target == "eps" else z0
         err = jnp.mean(jnp.square(latent_pred - want), axis=-1)
         weight = diffusion.loss_weight(schedule, t, "eps" if obj.target == "eps" else "x0")
     per_example = weight * err.mean(axis=1)

@@ -5,22 +5,24 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs.ladder import rows as rows_lib
 from ldae_jax import ladder_runs as ladder, objectives, stages
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import ladder_report
-from ldae_jax.tokenizers import tokenizer as tok_lib
+from ldae_jax.tokenizers import perceptual, tokenizer as tok_lib
 from ldae_jax.train import checkpoint
 
 from test_data import needs_debian_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One row per code path: latent eps, image-out clean, l-DAE, class-conditional, VAE, pixel, whitened, probe-only.
+# One row per code path: latent eps, image-out clean, l-DAE, class-conditional, VAE, pixel, whitened, probe-only,
+# conv VAE with its adversarial loss.
 SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32", "a.t10.clean"}  # other names for their parent row's run
 REPRESENTATIVE = ["t3.step0", "t3.step4", "t3.step5", "t1.cls", "t2.vae.d16", "f5.pixel.r64", "w.whiten.d16",
-                  "a.t20.noisy"]
+                  "a.t20.noisy", "t1.row3"]
 
 
 def identity(config):
@@ -28,10 +30,24 @@ def identity(config):
     return checkpoint.config_fingerprint(config) | {f"probe.{k}": v for k, v in config.probe.items()}
 
 
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """Random VGG16 weights in the expected file format (the real ones cannot be downloaded here)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("vgg") / "vgg16.npz"
+    np.savez(path, **{k: (rng.normal(size=shape) * 0.05).astype(np.float32)
+                      for k, shape in perceptual.expected_shapes().items()})
+    return str(path)
+
+
 @pytest.mark.parametrize("scale", rows_lib.SCALES)
-def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale):
+def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale, vgg16_file):
     for name, row in rows_lib.ROWS.items():
         config = rows_lib.get_config(f"row={name},scale={scale}")
+        if config.tokenizer.perceptual_weight > 0:  # needs the user's VGG16 file, and says so
+            with pytest.raises(UserError, match="needs VGG16 weights, which cannot be downloaded"):
+                tok_lib.check_config(config)
+            config = rows_lib.get_config(f"row={name},scale={scale},vgg16={vgg16_file}")
         tok_lib.check_config(config)
         objectives.objective_from(config, num_classes=1000)
         if row.parent:
@@ -94,6 +110,7 @@ def test_runner_runs_representative_rows_and_reports(tmp_path):
     assert all(len(v) == 1 and 0 <= v[0] <= 100 for v in results.values()), results
     assert os.path.exists(tmp_path / "t2.vae.d16" / "seed0" / "patch_vae.npz")
     assert os.path.exists(tmp_path / "t3.step5" / "seed0" / "probe_a.t20.noisy.json")  # shares t3.step5's run
+    assert os.path.exists(tmp_path / "t1.row3" / "seed0" / "conv_vae.npz")
     text = ladder_report.write(results, str(tmp_path / "ladder.md"), scale="tiny", command="test")
     assert all(f"| {row} |" in text for row in REPRESENTATIVE)
     # A second invocation finds every run done and computes nothing.
@@ -111,7 +128,7 @@ def test_a_tokenizer_file_of_another_config_is_refused(tmp_path):
 
 @pytest.mark.slow
 @needs_debian_files
-def test_every_row_runs_a_few_steps(tmp_path):
-    planned = ladder.plan(list(rows_lib.ROWS), "tiny", [0])
+def test_every_row_runs_a_few_steps(tmp_path, vgg16_file):
+    planned = ladder.plan(list(rows_lib.ROWS), "tiny", [0], vgg16_file)
     ladder.run_local(planned, str(tmp_path))
     assert all(ladder.gather(planned, str(tmp_path)).values())

@@ -83,3 +83,48 @@ def test_tokenizer_config_errors():
     c.tokenizer.kind, c.pca.whiten, c.pca.patch_size = "pca", False, 5
     with pytest.raises(UserError, match="not divisible"):
         tok_lib.check_config(c)
+
+
+def random_images(n=8, size=16, channels=1, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, channels), dtype=np.uint8)
+
+
+def test_conv_vae_trains_tokenizes_and_round_trips_its_file(tmp_path):
+    from ldae_jax.tokenizers import conv_vae
+
+    cfg = conv_vae.ConvVAEConfig(image_channels=1, latent_channels=2, width=8, num_down=2, group=2)
+    batches = (random_images(seed=i) for i in range(100))
+    tok, logs = conv_vae.train(batches, cfg, steps=6, lr=1e-3, kl_weight=1e-3, adversarial_weight=0.5,
+                               adversarial_start=3)
+    assert np.isfinite(list(logs.values())).all() and logs["discriminator"] > 0
+    x = random_images().astype(np.float32) / 127.5 - 1
+    z = tok_lib.image_latents(tok, x)
+    assert z.shape == (8, 4, 8) and tok.d == 8 and tok.patch_size == 8  # 16 px -> 4 x 4 latents -> 2 x 2 tokens
+    assert tok_lib.latent_images(tok, z, 16, 16).shape == x.shape
+    path = str(tmp_path / "conv_vae.npz")
+    conv_vae.save(tok, path)
+    assert tok_lib.content_hash(conv_vae.load(path, cfg)) == tok_lib.content_hash(tok)
+    with pytest.raises(pca_lib.PCAMismatchError, match="latent_channels is 2 in the file but the config expects 4"):
+        conv_vae.load(path, conv_vae.ConvVAEConfig(image_channels=1, latent_channels=4, width=8, num_down=2))
+
+
+def test_perceptual_distance_and_its_weights_file(tmp_path):
+    from ldae_jax.errors import UserError
+    from ldae_jax.tokenizers import perceptual
+
+    rng = np.random.default_rng(0)
+    shapes = perceptual.expected_shapes()
+    assert shapes["conv5_3/kernel"] == (3, 3, 512, 512) and len(shapes) == 26
+    params = {k: (rng.normal(size=s) * 0.05).astype(np.float32) for k, s in shapes.items()}
+    a = rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+    b = rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+    assert np.allclose(np.asarray(perceptual.distance(params, a, a)), 0.0, atol=1e-6)
+    assert (np.asarray(perceptual.distance(params, a, b)) > 0).all()
+    with pytest.raises(UserError, match="needs VGG16 weights"):
+        perceptual.load_vgg16("")
+    with pytest.raises(UserError, match="does not exist"):
+        perceptual.load_vgg16(str(tmp_path / "missing.npz"))
+    params["conv1_1/kernel"] = params["conv1_1/kernel"][..., :32]
+    np.savez(tmp_path / "bad.npz", **params)
+    with pytest.raises(UserError, match=r"conv1_1/kernel should have shape \(3, 3, 3, 64\)"):
+        perceptual.load_vgg16(str(tmp_path / "bad.npz"))

@@ -25,7 +25,6 @@ from jax.experimental import multihost_utils
 from ldae_jax import objectives
 from ldae_jax.data import pipeline
 from ldae_jax.errors import UserError
-from ldae_jax.tokenizers.patches import patchify
 from ldae_jax.train import sharding
 
 MAX_PIXEL_SIDE = 32  # the raw-pixel baseline average-pools larger images down to at most 32 x 32
@@ -36,11 +35,12 @@ def model_features_fn(run, graphdef, *, t: int, noisy: bool, block: int, seed: i
     key = jax.random.key(seed)
 
     def fn(params, images, batch_index):
-        x0 = patchify(images.astype(jnp.float32) / 127.5 - 1.0, run.tokenizer.patch_size)
+        x0 = images.astype(jnp.float32) / 127.5 - 1.0
         steps = jnp.full((x0.shape[0],), t, jnp.int32)
         noise = None
         if noisy:  # noise at the same level t, in the latent, as in pre-training
-            noise = jax.random.normal(jax.random.fold_in(key, batch_index), x0.shape[:-1] + (run.tokenizer.d,))
+            shape = (x0.shape[0], run.model_cfg.num_tokens, run.tokenizer.d)
+            noise = jax.random.normal(jax.random.fold_in(key, batch_index), shape)
         tokens = objectives.network_input(run.objective, run.tokenizer, run.schedule, x0, steps, noise)
         labels = objectives.null_labels(run.objective, x0.shape[0])
         return nnx.merge(graphdef, params).features(tokens, steps, block or None, y=labels)

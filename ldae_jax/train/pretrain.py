@@ -49,7 +49,7 @@ def setup_run(config, workdir: str) -> Run:
     objective = objectives.objective_from(config, builder.info.features["label"].num_classes)
     tokenizer = tok_lib.fit_or_load(config, workdir, builder)
     in_dim, out_dim = objective.dims(tokenizer)
-    num_tokens = (config.data.image_size // config.pca.patch_size) ** 2
+    num_tokens = (config.data.image_size // tokenizer.patch_size) ** 2
     model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
                                   num_classes=objective.num_classes)
     return Run(config, builder, tokenizer, schedule_from(config), objective, model_cfg, mesh)

@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 from ldae_jax import diffusion, objectives  # noqa: E402
 from ldae_jax.tokenizers import tokenizer as tok_lib  # noqa: E402
-from ldae_jax.tokenizers.patches import patchify, unpatchify  # noqa: E402
+from ldae_jax.tokenizers.patches import unpatchify  # noqa: E402
 
 COLUMNS = ("clean", "latent noise", "pixel noise", "denoised")
 
@@ -30,30 +30,30 @@ def denoising_panels(graphdef, params, tok, schedule, objective, images: np.ndar
     """{column: [len(sigmas), B, H, W, C] in [-1, 1]} for images uint8 [B, H, W, C]."""
     x0 = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
     b, h, w, c = x0.shape
-    tokens = patchify(x0, tok.patch_size)
+    z0 = tok_lib.image_latents(tok, x0)
     model = nnx.merge(graphdef, params)
     sched_sigma = np.asarray(schedule.sigma)
     out = {k: [] for k in COLUMNS}
     key = jax.random.key(seed)
-    back = lambda patches: unpatchify(patches, tok.patch_size, h, w, c)  # noqa: E731
     for i, sigma in enumerate(sigmas):
         t = int(np.argmin(np.abs(sched_sigma - sigma)))
         steps = jnp.full((b,), t, jnp.int32)
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        noise = jax.random.normal(k1, tokens.shape[:-1] + (tok.d,))
-        inp = objectives.network_input(objective, tok, schedule, tokens, steps, noise)
+        noise = jax.random.normal(k1, z0.shape)
+        z_t = diffusion.add_noise(schedule, z0, steps, noise)
+        inp = objectives.network_input(objective, tok, schedule, x0, steps, noise)
         pred = model(inp, steps, objectives.null_labels(objective, b))
         if objective.target == "eps":  # the clean latent implied by the predicted noise
             gamma, sig = diffusion.coefficients(schedule, steps, 3)
-            z_t = objectives.noised_latents(tok, schedule, tokens, steps, noise)
-            pred = tok_lib.decode(tok, diffusion.eps_to_x0(z_t, pred, gamma, sig))
+            denoised = tok_lib.latent_images(tok, diffusion.eps_to_x0(z_t, pred, gamma, sig), h, w)
+        elif objective.output == "latent":
+            denoised = tok_lib.latent_images(tok, pred, h, w)
         else:
-            pred = objectives.predicted_image(objective, tok, pred)
+            denoised = unpatchify(pred, tok.patch_size, h, w, c)
         out["clean"].append(x0)
-        out["latent noise"].append(back(tok_lib.decode(tok, objectives.noised_latents(tok, schedule, tokens, steps,
-                                                                                      noise))))
+        out["latent noise"].append(tok_lib.latent_images(tok, z_t, h, w))
         out["pixel noise"].append(x0 + sched_sigma[t] * jax.random.normal(k2, x0.shape))
-        out["denoised"].append(back(pred))
+        out["denoised"].append(denoised)
     return {k: np.asarray(jnp.stack(v)) for k, v in out.items()}
 
 
