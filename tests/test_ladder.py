@@ -94,8 +94,8 @@ def test_report_verdicts_follow_the_numbers(tmp_path):
     results = {"t3.step0": [80.0, 80.4], "t1.ddpm": [78.0, 78.3], "t1.cls": [80.1, 80.5],
                "t3.step5": [79.0], "t3.single": [79.5]}
     lines = {line[0]: line[3] for line in ladder_report.claims(results)}
-    assert lines["the linear gamma^2 schedule beats DDPM's"].startswith("reproduces (2 seeds")
-    assert lines["class conditioning hurts"].startswith("within seed noise")
+    assert lines["the linear gamma^2 schedule beats DDPM's (patch PCA)"].startswith("reproduces (2 seeds")
+    assert lines["class conditioning hurts (patch PCA)"].startswith("within seed noise")
     assert lines["multi-level noise beats a single level"] == "does not reproduce (1 seed)"
     text = ladder_report.write(results, str(tmp_path / "r.md"), scale="small", command="cmd")
     assert "| t3.step0 | patch-wise PCA" in text and "80.20" in text
