@@ -3,8 +3,8 @@
     python -m ldae_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart [--mode=all]
 
 Modes: all (the default: every stage, each resuming from what the workdir already holds), tokenizer (fit the
-PCA or train the patch AE/VAE; also called pca), pretrain, probe, figure, pretrain_probe (no figure). Without
---config, the probe and figure modes read the workdir's config.json.
+PCA or train the patch AE/VAE / conv VAE; also called pca), pretrain, probe, figure, pretrain_probe (no
+figure), samples. Without --config, the probe and figure modes read the workdir's config.json.
 """
 
 from __future__ import annotations

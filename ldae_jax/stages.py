@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe")
+MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples")
 
 
 def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False,
@@ -17,7 +17,7 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
     from ldae_jax import config_lib
     from ldae_jax.evaluate import probe
     from ldae_jax.train import pretrain
-    from ldae_jax.viz import denoising
+    from ldae_jax.viz import denoising, samples
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
@@ -34,6 +34,8 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         out["probe"] = probe.run_probe(config, workdir, probe_file)
     if mode in ("all", "figure"):
         out["figure"] = denoising.write_denoising_figure(config, workdir)
+    if mode == "samples":
+        out["figure"] = samples.write_samples_figure(config, workdir)
     out["seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
         if "figure" in out:

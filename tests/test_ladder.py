@@ -122,7 +122,7 @@ def test_a_tokenizer_file_of_another_config_is_refused(tmp_path):
     config = rows_lib.get_config("row=t2.ae.d16,scale=tiny")
     stages.run(config, str(tmp_path), "tokenizer")
     config.pca.d = 8
-    with pytest.raises(UserError, match="d is 4 in the file but the config expects 8. Delete .*patch_ae.npz so it is retrained"):
+    with pytest.raises(UserError, match="d is 4 in the file but the config expects 8. Delete .*patch_ae.npz so it"):
         stages.run(config, str(tmp_path), "tokenizer")
 
 
@@ -132,3 +132,14 @@ def test_every_row_runs_a_few_steps(tmp_path, vgg16_file):
     planned = ladder.plan(list(rows_lib.ROWS), "tiny", [0], vgg16_file)
     ladder.run_local(planned, str(tmp_path))
     assert all(ladder.gather(planned, str(tmp_path)).values())
+
+
+@needs_debian_files
+def test_samples_figure_of_a_class_conditional_row(tmp_path):
+    from PIL import Image
+
+    config = rows_lib.get_config("row=t1.cls,scale=tiny")
+    stages.run(config, str(tmp_path), "pretrain")
+    out = stages.run(config, str(tmp_path), "samples")
+    picture = np.asarray(Image.open(out["figure"]).convert("L"), np.float32)
+    assert picture.shape[0] > 100 and picture.std() > 5

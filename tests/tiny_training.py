@@ -21,7 +21,8 @@ def run_steps(mesh, num_steps=3, fsdp_min_size=2**14):
     acc = pca_lib.CovarianceAccumulator(48)
     acc.update(np.asarray(patchify(images.reshape(-1, 8, 8, 3) / 127.5 - 1, 4)).reshape(-1, 48))
     pca = pca_lib.fit(acc, patch_size=4, channels=3, d=8, whiten=False)
-    model_cfg = ModelConfig(num_tokens=4, in_dim=48, out_dim=48, width=32, encoder_depth=1, decoder_depth=1, num_heads=2)
+    model_cfg = ModelConfig(num_tokens=4, in_dim=48, out_dim=48, width=32, encoder_depth=1, decoder_depth=1,
+                            num_heads=2)
     opt_cfg = type("OptimizerConfig", (), dict(b1=0.9, b2=0.95, weight_decay=0.0, grad_clip=0.0))
     tx = state_lib.make_optimizer(opt_cfg, state_lib.learning_rate(1e-2, GLOBAL_BATCH, 1, 10))
     key = jax.random.key(0)

@@ -5,8 +5,8 @@
 
 `scale=paper` is ImageNet 256 px, DiT-L size (1/2L + 1/2L), 400 epochs, batch 2048, center crop (the ladder
 uses no augmentation); `scale=small` runs on the embedded Fashion-MNIST on a CPU in about two minutes
-(28 px, 7x7 patches so 16 tokens of D = 49, a 2 + 2 block width-96 network, 600 steps at batch 128). Latent sizes shrink with the
-patch: small d = paper d / 4 (paper d = 32 of D = 768 -> d = 8 of D = 49), and Figure 5's pixel tokenizer keeps
+(28 px, 7x7 patches so 16 tokens of D = 49, a 2 + 2 block width-96 network, 600 steps at batch 128). Latent
+sizes shrink with the patch: small d = paper d / 4 (paper d = 32 of D = 768 -> d = 8 of D = 49), and Figure 5's pixel tokenizer keeps
 16 tokens at 28/16/8/4 px (patches 7/4/2/1) for the paper's 256/128/64/32 px (patches 16/8/4/2).
 
 Table 1's rows use the convolutional VAE tokenizer; rows 1-2 train it with a perceptual loss on VGG16 features,
@@ -71,7 +71,8 @@ _row("t3.step0", None, "patch-wise PCA, d=32; noise prediction, linear gamma^2, 
      _chain(_d(32), _set(objective__input="latent", objective__output="latent", objective__target="eps",
                          noise__schedule="linear_gamma_sq")))
 _row("t3.step1", "t3.step0", "+ predict clean data", 62.4, _set(objective__target="clean"))
-_row("t3.step2", "t3.step1", "+ remove input scaling (sigma linear to sqrt 2)", 63.6, _set(noise__schedule="sigma_linear"))
+_row("t3.step2", "t3.step1", "+ remove input scaling (sigma linear to sqrt 2)", 63.6,
+     _set(noise__schedule="sigma_linear"))
 _row("t3.step3", "t3.step2", "+ image input via inverse PCA", 63.6, _set(objective__input="image"))
 _row("t3.step4", "t3.step3", "+ image output via inverse PCA", 63.9, _set(objective__output="image"))
 _row("t3.step5", "t3.step4", "+ predict the original image, residual weight 0.1 (= l-DAE)", 64.5,

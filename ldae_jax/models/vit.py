@@ -235,7 +235,8 @@ class DenoisingViT(nnx.Module):
         shift, scale = self.final_cond(t_emb)
         return self.head(_modulate(self.final_norm(x), shift, scale)).astype(jnp.float32)
 
-    def features(self, x: jax.Array, t: jax.Array, num_blocks: int | None = None, y: jax.Array | None = None) -> jax.Array:
+    def features(self, x: jax.Array, t: jax.Array, num_blocks: int | None = None,
+                 y: jax.Array | None = None) -> jax.Array:
         """Global-average-pooled output [B, W] of block `num_blocks` (default: the encoder's last)."""
         k = self.cfg.encoder_depth if num_blocks is None else num_blocks
         if not 0 <= k <= self.cfg.depth:

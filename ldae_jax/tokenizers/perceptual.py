@@ -47,7 +47,8 @@ def load_vgg16(path: str) -> dict:
     for key, shape in expected_shapes().items():
         if key not in params or params[key].shape != shape:
             got = params[key].shape if key in params else "missing"
-            raise UserError(f"{path}: {key} should have shape {shape}, got {got}; see ldae_jax/tokenizers/perceptual.py")
+            raise UserError(f"{path}: {key} should have shape {shape}, got {got}; the format is in "
+                            "ldae_jax/tokenizers/perceptual.py")
     return params
 
 
