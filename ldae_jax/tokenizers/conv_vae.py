@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from etils import epath
 from flax import nnx
 
-from ldae_jax.tokenizers import perceptual
+from ldae_jax.tokenizers import files, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
 
@@ -229,28 +226,20 @@ def _unflat(flat: dict) -> dict:
 
 
 def content_hash(tok: ConvVAETokenizer) -> str:
-    h = hashlib.sha256(json.dumps({"format": _FORMAT, **dataclasses.asdict(tok.cfg)}, sort_keys=True).encode())
-    for name, a in sorted(_flat({"params": tok.params, "scale": tok.scale}).items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
-    return h.hexdigest()
+    meta = {"format": _FORMAT, **dataclasses.asdict(tok.cfg)}
+    return files.content_hash(meta, dict(sorted(_flat({"params": tok.params, "scale": tok.scale}).items())))
 
 
 def save(tok: ConvVAETokenizer, path: str) -> None:
     """Pickle-free .npz (parameters flattened to 'a/b/c' keys), written atomically."""
-    path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     meta = {f"cfg.{k}": np.int64(v) for k, v in dataclasses.asdict(tok.cfg).items()}
-    with tmp.open("wb") as f:
-        np.savez(f, **_flat(tok.params, "params/"), scale=np.asarray(tok.scale, np.float32), **meta,
-                 content_hash=np.str_(content_hash(tok)), format=np.str_(_FORMAT))
-    tmp.rename(path)
+    files.save_npz(path, {**_flat(tok.params, "params/"), "scale": tok.scale},
+                   {**meta, "content_hash": np.str_(content_hash(tok)), "format": np.str_(_FORMAT)})
 
 
 def load(path: str, cfg: ConvVAEConfig) -> ConvVAETokenizer:
     """Reads a tokenizer written by `save`, checking its hash and that its network matches `cfg`."""
-    with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = files.read_npz(path)
     if str(data.get("format", "")) != _FORMAT:
         raise PCAMismatchError(f"{path} is not a conv VAE tokenizer file; delete it so it is retrained", "format",
                                data.get("format"), _FORMAT)

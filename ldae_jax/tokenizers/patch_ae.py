@@ -11,16 +11,14 @@ U and V both d x D and x one flattened patch. Choices the paper leaves open, eac
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from etils import epath
 
+from ldae_jax.tokenizers import files
 from ldae_jax.tokenizers.pca import PCAMismatchError
 
 _FORMAT = "ldae_jax.patch_ae.v1"
@@ -121,32 +119,21 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
 
 
 def content_hash(ae: PatchAE) -> str:
-    """sha256 of the float32 arrays and the metadata."""
-    h = hashlib.sha256()
+    """sha256 of the float32 arrays and the metadata (`files.content_hash`)."""
     meta = {"format": _FORMAT, **{f: getattr(ae, f) for f in _META_FIELDS}}
-    h.update(json.dumps(meta, sort_keys=True).encode())
-    for name in _ARRAY_FIELDS:
-        a = np.ascontiguousarray(np.asarray(getattr(ae, name)), dtype="<f4")
-        h.update(f"{name}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return files.content_hash(meta, {name: getattr(ae, name) for name in _ARRAY_FIELDS})
 
 
 def save(ae: PatchAE, path: str) -> None:
     """Pickle-free .npz, written atomically."""
-    path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **{k: np.asarray(getattr(ae, k), np.float32) for k in _ARRAY_FIELDS},
-                 **{k: np.int64(getattr(ae, k)) for k in _META_FIELDS}, content_hash=np.str_(content_hash(ae)),
-                 format=np.str_(_FORMAT))
-    tmp.rename(path)
+    files.save_npz(path, {k: getattr(ae, k) for k in _ARRAY_FIELDS},
+                   {**{k: np.int64(getattr(ae, k)) for k in _META_FIELDS}, "content_hash": np.str_(content_hash(ae)),
+                    "format": np.str_(_FORMAT)})
 
 
 def load(path: str, *, patch_size: int, channels: int, d: int, variational: bool) -> PatchAE:
     """Reads a tokenizer written by `save`, checking its hash and that it matches the config."""
-    with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = files.read_npz(path)
     if str(data.get("format", "")) != _FORMAT:
         raise PCAMismatchError(f"{path} is not a patch AE/VAE tokenizer file (format {data.get('format')!r}); "
                                f"delete it so it is retrained", "format", data.get("format"), _FORMAT)

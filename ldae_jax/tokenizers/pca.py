@@ -10,8 +10,6 @@ Shape names: D = patch dimension p*p*C, d = kept latent dimension, n = number of
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from typing import Union
 
 import jax
@@ -20,6 +18,7 @@ import numpy as np
 from etils import epath
 
 from ldae_jax.errors import UserError
+from ldae_jax.tokenizers import files
 
 # Whitening divides by sqrt(eigenvalue + eps) with eps = WHITEN_EPS_REL * largest eigenvalue: a direction with
 # (near-)zero variance is then amplified at most 1/sqrt(WHITEN_EPS_REL) = 1000x relative to the top one,
@@ -241,28 +240,18 @@ def fit(stats: Union[CovarianceAccumulator, tuple[np.ndarray, np.ndarray]], *, p
 # ---------------------------------------------------------------- save / load with checks
 
 def content_hash(pca: PatchPCA) -> str:
-    """sha256 hex of the float32 little-endian array bytes plus patch_size, channels, d and whiten."""
-    h = hashlib.sha256()
+    """sha256 of the float32 array bytes plus patch_size, channels, d and whiten (`files.content_hash`)."""
     meta = {"format": _FORMAT, "patch_size": int(pca.patch_size), "channels": int(pca.channels), "d": int(pca.d),
             "whiten": bool(pca.whiten)}
-    h.update(json.dumps(meta, sort_keys=True).encode())
-    for name in _ARRAY_FIELDS:
-        a = np.ascontiguousarray(np.asarray(getattr(pca, name)), dtype="<f4")
-        h.update(f"{name}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return files.content_hash(meta, {name: getattr(pca, name) for name in _ARRAY_FIELDS})
 
 
 def save(pca: PatchPCA, path: str) -> None:
     """Writes the basis to `path` as a pickle-free .npz (atomically: a temp file, then rename)."""
-    arrays = {name: np.asarray(getattr(pca, name), np.float32) for name in _ARRAY_FIELDS}
     meta = {"patch_size": np.int64(pca.patch_size), "channels": np.int64(pca.channels), "d": np.int64(pca.d),
             "whiten": np.bool_(pca.whiten)}
-    path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **arrays, **meta, content_hash=np.str_(content_hash(pca)), format=np.str_(_FORMAT))
-    tmp.rename(path)
+    files.save_npz(path, {name: getattr(pca, name) for name in _ARRAY_FIELDS},
+                   {**meta, "content_hash": np.str_(content_hash(pca)), "format": np.str_(_FORMAT)})
 
 
 def _mismatch(path: str, field: str, file_value: object, expected: object) -> PCAMismatchError:
@@ -282,8 +271,7 @@ def load(path: str, *, patch_size: int, channels: int, d: int, whiten: bool,
     """
     if not epath.Path(path).is_file():
         raise FileNotFoundError(f"PCA basis {path} does not exist; fit it first (tokenizers.pca.fit then save)")
-    with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = files.read_npz(path)
     required = _ARRAY_FIELDS + _META_FIELDS + ("content_hash", "format")
     missing = [k for k in required if k not in data]
     if missing:

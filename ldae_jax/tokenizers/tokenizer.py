@@ -56,11 +56,6 @@ def content_hash(tok: Tokenizer) -> str:
     return patch_ae.content_hash(tok) if isinstance(tok, patch_ae.PatchAE) else pca_lib.content_hash(tok)
 
 
-def is_orthonormal(tok: Tokenizer) -> bool:
-    """Whether the tokenizer has a full orthonormal basis, which the weighted-residual loss (Eq. 4) needs."""
-    return isinstance(tok, pca_lib.PatchPCA)
-
-
 def identity(patch_size: int, channels: int) -> pca_lib.PatchPCA:
     """The pixel tokenizer: every patch value is a latent (d = D), no centring, no whitening."""
     dim = patch_size * patch_size * channels
