@@ -12,14 +12,31 @@ CONFIG_FILE = "configs/ladder/rows.py"
 
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
-    """One (row, seed): its config, the run it shares (rows with identical pre-training share one) and the file
-    its probe result goes to (rows that differ only in the probe, like the appendix's, get their own)."""
+    """One (row, seed): its config; the run it belongs to, named by `run_row`, the row nearest the root of its
+    lineage with the same pre-training (so t2.pca.d32 is t3.step0's run and a.t20.noisy is t3.step5's, whatever
+    else is selected); and the file its probe result goes to (`probe_ROW.json` when only the probe differs)."""
 
     row: str
     seed: int
     config: object
-    run_key: str
+    run_row: str
+    run_config: object
     probe_file: str
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.run_row}/seed{self.seed}"
+
+
+def _run_row(row: str, config, config_for) -> str:
+    """The highest ancestor of `row` whose pre-training is the same as the row's."""
+    from configs.ladder import rows as rows_lib
+    from ldae_jax.train import checkpoint
+
+    mine = checkpoint.config_fingerprint(config)
+    while rows_lib.ROWS[row].parent and checkpoint.config_fingerprint(config_for(rows_lib.ROWS[row].parent)) == mine:
+        row = rows_lib.ROWS[row].parent
+    return row
 
 
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "") -> list[PlannedRun]:
@@ -28,19 +45,21 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "") -> list
     from configs.ladder import rows as rows_lib
     from ldae_jax import config_lib, objectives
     from ldae_jax.tokenizers import tokenizer as tok_lib
-    from ldae_jax.train import checkpoint
 
-    out, owners = [], {}
+    out = []
     for seed in seeds:
+        def config_for(name):
+            return rows_lib.get_config(f"row={name},scale={scale},seed={seed},vgg16={vgg16}")
+
         for row in rows:
-            config = rows_lib.get_config(f"row={row},scale={scale},seed={seed},vgg16={vgg16}")
+            config = config_for(row)
             config_lib.check_fields(config, common.ldae_base())
             tok_lib.check_config(config)
             objectives.objective_from(config, num_classes=10)
-            key = json.dumps(checkpoint.config_fingerprint(config), sort_keys=True)
-            owner_row, owner_probe = owners.setdefault(key, (row, dict(config.probe)))
-            probe_file = "probe.json" if dict(config.probe) == owner_probe else f"probe_{row}.json"
-            out.append(PlannedRun(row, seed, config, f"{owner_row}/seed{seed}", probe_file))
+            run_row = _run_row(row, config, config_for)
+            run_config = config_for(run_row)
+            probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"
+            out.append(PlannedRun(row, seed, config, run_row, run_config, probe_file))
     return out
 
 
@@ -49,7 +68,11 @@ def run_dir(root: str, run_key: str) -> str:
 
 
 def run_local(planned: list[PlannedRun], root: str) -> None:
-    """Runs what is not done yet, one after another, with progress and ETA; stops cleanly on preemption."""
+    """Runs what is not done yet, one after another, with progress and ETA; stops cleanly on preemption.
+
+    A row that changes only the probe first makes sure its run's pre-training is done (under the run's own
+    config, so the workdir's config.json stays the run's), then probes into its own file.
+    """
     from ldae_jax import stages
 
     todo, seen = [], set()
@@ -66,24 +89,28 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
             continue
         eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
         print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
-        out = stages.run(p.config, workdir, "pretrain_probe", probe_file=p.probe_file)
-        ran += 1
+        out = stages.run(p.run_config, workdir, "pretrain")
         if out.get("pretrain", {}).get("preempted"):
             print("Preempted: rerun the same command to resume the ladder.", flush=True)
             return
+        stages.run(p.config, workdir, "probe", probe_file=p.probe_file)
+        ran += 1
 
 
 def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "") -> None:
-    """One command per distinct run (and per extra probe of a shared run), for a cluster scheduler."""
+    """One command per distinct run, then one per extra probe of a run (start those after their run's command)."""
+    vgg = f",vgg16={vgg16}" if vgg16 else ""
     seen = set()
     for p in planned:
-        if (p.run_key, p.probe_file) in seen:
-            continue
-        seen.add((p.run_key, p.probe_file))
-        extra = "" if p.probe_file == "probe.json" else f" --probe_file={p.probe_file}"
-        vgg = f",vgg16={vgg16}" if vgg16 else ""
-        print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.row},scale={scale},seed={p.seed}{vgg} "
-              f"--workdir={run_dir(root, p.run_key)} --mode=pretrain_probe{extra}")
+        workdir = run_dir(root, p.run_key)
+        if (p.run_key, "probe.json") not in seen:
+            seen.add((p.run_key, "probe.json"))
+            print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.run_row},scale={scale},seed={p.seed}{vgg} "
+                  f"--workdir={workdir} --mode=pretrain_probe")
+        if (p.run_key, p.probe_file) not in seen:
+            seen.add((p.run_key, p.probe_file))
+            print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.row},scale={scale},seed={p.seed}{vgg} "
+                  f"--workdir={workdir} --mode=probe --probe_file={p.probe_file}")
 
 
 def _read_probe(workdir: str, probe_file: str):

@@ -80,13 +80,16 @@ def test_unknown_rows_are_clear_errors():
 
 
 def test_print_mode_gives_one_command_per_distinct_run(capsys):
-    planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1"], "paper", [0, 1])
+    planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1", "a.t20.noisy"], "paper", [0, 1])
     assert [p.run_key for p in planned if p.row == "t2.pca.d32"] == ["t3.step0/seed0", "t3.step0/seed1"]
+    assert [p.run_key for p in planned if p.row == "a.t20.noisy"] == ["t3.step5/seed0", "t3.step5/seed1"]
     ladder.print_commands(planned, "gs://bucket/ladder", "paper")
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 8  # per seed: t3.step0, t3.step1, t3.step5 (the probe row's run), the probe row
     assert lines[0] == ("python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step0,scale=paper,seed=0 "
                         "--workdir=gs://bucket/ladder/t3.step0/seed0 --mode=pretrain_probe")
+    assert lines[2].startswith("python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step5,")
+    assert lines[3].endswith("--workdir=gs://bucket/ladder/t3.step5/seed0 --mode=probe --probe_file=probe_a.t20.noisy.json")
 
 
 def test_report_verdicts_follow_the_numbers(tmp_path):
