@@ -89,7 +89,7 @@ def test_print_mode_gives_one_command_per_distinct_run(capsys):
     assert lines[0] == ("python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step0,scale=paper,seed=0 "
                         "--workdir=gs://bucket/ladder/t3.step0/seed0 --mode=pretrain_probe")
     assert lines[2].startswith("python -m ldae_jax.main --config=configs/ladder/rows.py:row=t3.step5,")
-    assert lines[3].endswith("--workdir=gs://bucket/ladder/t3.step5/seed0 --mode=probe --probe_file=probe_a.t20.noisy.json")
+    assert lines[3].endswith("t3.step5/seed0 --mode=probe --probe_file=probe_a.t20.noisy.json")
 
 
 def test_report_verdicts_follow_the_numbers(tmp_path):
