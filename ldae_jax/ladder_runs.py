@@ -89,12 +89,55 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
             continue
         eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
         print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
+        _reuse_tokenizer(p.run_config, root, workdir)
         out = stages.run(p.run_config, workdir, "pretrain")
+        _share_tokenizer(p.run_config, root, workdir)
         if out.get("pretrain", {}).get("preempted"):
             print("Preempted: rerun the same command to resume the ladder.", flush=True)
             return
         stages.run(p.config, workdir, "probe", probe_file=p.probe_file)
         ran += 1
+
+
+TOKENIZER_FILES = {"pca": "pca.npz", "patch_ae": "patch_ae.npz", "patch_vae": "patch_vae.npz",
+                   "conv_vae": "conv_vae.npz"}
+
+
+def _tokenizer_cache(config, root: str):
+    """ROOT/tokenizers/<hash of everything the tokenizer depends on>/<file>, or None for the pixel identity."""
+    import hashlib
+
+    from etils import epath
+
+    name = TOKENIZER_FILES.get(config.tokenizer.kind)
+    if name is None:
+        return None
+    key = {"seed": config.seed, **{s: config[s].to_dict() for s in ("data", "pca", "tokenizer")}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return epath.Path(root) / "tokenizers" / digest / name
+
+
+def _reuse_tokenizer(config, root: str, workdir: str) -> None:
+    """Rows with the same data, geometry, tokenizer recipe and seed share one trained tokenizer (a conv VAE is
+    hours at paper scale): copy it in before the run; loading still checks it against the config and its hash."""
+    from etils import epath
+
+    cached = _tokenizer_cache(config, root)
+    target = None if cached is None else epath.Path(workdir) / cached.name
+    if cached is not None and cached.exists() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cached.copy(target)
+        print(f"Reusing the tokenizer {cached}", flush=True)
+
+
+def _share_tokenizer(config, root: str, workdir: str) -> None:
+    from etils import epath
+
+    cached = _tokenizer_cache(config, root)
+    made = None if cached is None else epath.Path(workdir) / cached.name
+    if made is not None and made.exists() and not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        made.copy(cached)
 
 
 def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "") -> None:

@@ -118,6 +118,16 @@ def test_runner_runs_representative_rows_and_reports(tmp_path):
     ladder.run_local(planned, str(tmp_path))
 
 
+@pytest.mark.slow
+@needs_debian_files
+def test_rows_with_the_same_tokenizer_recipe_share_one_trained_tokenizer(tmp_path, capsys):
+    planned = ladder.plan(["t1.row4", "t1.row5"], "tiny", [0])  # differ in the schedule only
+    ladder.run_local(planned, str(tmp_path))
+    first = (tmp_path / "t1.row4" / "seed0" / "conv_vae.npz").read_bytes()
+    assert (tmp_path / "t1.row5" / "seed0" / "conv_vae.npz").read_bytes() == first
+    assert "Reusing the tokenizer" in capsys.readouterr().out
+
+
 @needs_debian_files
 def test_a_tokenizer_file_of_another_config_is_refused(tmp_path):
     config = rows_lib.get_config("row=t2.ae.d16,scale=tiny")
