@@ -79,7 +79,11 @@ def network_input(obj: Objective, tok, schedule, images, t, noise):
     """The tokens the network sees: z_t, or decode(z_t) for image input; noise None = the clean input."""
     if noise is None:  # probing on clean input: the latent, or the image itself
         return tok_lib.image_latents(tok, images) if obj.input == "latent" else patchify(images, tok.patch_size)
-    z_t = noised_latents(tok, schedule, images, t, noise)
+    return tokens_from_latents(obj, tok, noised_latents(tok, schedule, images, t, noise))
+
+
+def tokens_from_latents(obj: Objective, tok, z_t):
+    """What the network is fed for latents z_t: z_t itself, or the image decode(z_t) for image input."""
     return z_t if obj.input == "latent" else tok_lib.decode(tok, z_t)
 
 
@@ -107,7 +111,7 @@ def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     t = diffusion.sample_t(t_rng, z0.shape[0], schedule.num_steps)
     noise = jax.random.normal(eps_rng, z0.shape, jnp.float32)
     z_t = diffusion.add_noise(schedule, z0, t, noise)
-    pred = model(z_t if obj.input == "latent" else tok_lib.decode(tok, z_t), t, network_labels(obj, labels, label_rng))
+    pred = model(tokens_from_latents(obj, tok, z_t), t, network_labels(obj, labels, label_rng))
     if obj.target == "original":
         x0 = patchify(images, tok.patch_size)
         err = pca_lib.residual_weighted_sq(tok, x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]

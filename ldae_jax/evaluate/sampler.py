@@ -25,8 +25,7 @@ from ldae_jax.tokenizers import tokenizer as tok_lib
 
 def clean_latent(model, obj: objectives.Objective, tok, schedule, z_t, t, labels=None):
     """The network's estimate of z0 [B, N, d] from z_t [B, N, d] at steps t [B], whatever its target."""
-    inp = z_t if obj.input == "latent" else tok_lib.decode(tok, z_t)
-    pred = model(inp, t, labels)
+    pred = model(objectives.tokens_from_latents(obj, tok, z_t), t, labels)
     if obj.target == "eps":
         gamma, sigma = diffusion.coefficients(schedule, t, z_t.ndim)
         return diffusion.eps_to_x0(z_t, pred, gamma, sigma)

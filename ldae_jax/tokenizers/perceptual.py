@@ -10,6 +10,8 @@ is averaged over positions and summed over the five blocks.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,8 +36,10 @@ def expected_shapes() -> dict:
     return shapes
 
 
+@functools.lru_cache(maxsize=2)
 def load_vgg16(path: str) -> dict:
-    """The VGG16 parameters from a user-provided .npz, checked key by key; a clear error when missing."""
+    """The VGG16 parameters from a user-provided .npz, checked key by key; a clear error when missing. Cached:
+    the ladder checks every row's config before it runs, and each conv-VAE row then trains with the same file."""
     if not path:
         raise UserError("tokenizer.perceptual_weight > 0 needs VGG16 weights, which cannot be downloaded here: set "
                         "tokenizer.perceptual_weights to an .npz with conv1_1/kernel ... conv5_3/bias (HWIO), "
