@@ -65,6 +65,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.objective.target = "original"  # 'original' (Eq. 4, l-DAE) | 'clean' (z0, Eq. 3) | 'eps' (noise, Eq. 2)
     c.objective.class_conditional = False  # Table 1 row 1: the label embedding is added to the t embedding
     c.objective.label_dropout = 0.1  # DiT's rate of null labels when class-conditional
+    c.objective.learn_sigma = False  # DiT's learned variance (2x output, hybrid loss); [NOT FOUND] for Table 1
 
     c.noise = ml_collections.ConfigDict()
     c.noise.schedule = "sigma_linear"  # gamma = 1, sigma linear in [0, sqrt 2] (Table 3 step 2 onward)

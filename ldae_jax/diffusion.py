@@ -46,14 +46,18 @@ def _make(gamma: np.ndarray, sigma: np.ndarray, name: str, variance_preserving: 
     return Schedule(jnp.asarray(gamma, jnp.float32), jnp.asarray(sigma, jnp.float32), name, variance_preserving)
 
 
-def ddpm_linear_beta(T: int = 1000) -> Schedule:
-    """DiT/ADM default (PAPER.md 2.2.1): beta linear 1e-4 -> 0.02 (x 1000/T), gamma_t^2 = prod_{s<=t}(1 - beta_s)."""
+def ddpm_betas(T: int) -> np.ndarray:
+    """beta_t [T] float64 of the DDPM schedule (exact: float32 gammas lose the small betas' digits)."""
     _check_T(T)
     scale = 1000.0 / T
     if scale * 0.02 >= 1.0:
         raise ValueError(f"ddpm_linear_beta needs T > 20 so that every beta is < 1, got T={T}")
-    betas = np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64)
-    gamma_sq = np.cumprod(1.0 - betas)
+    return np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64)
+
+
+def ddpm_linear_beta(T: int = 1000) -> Schedule:
+    """DiT/ADM default (PAPER.md 2.2.1): beta linear 1e-4 -> 0.02 (x 1000/T), gamma_t^2 = prod_{s<=t}(1 - beta_s)."""
+    gamma_sq = np.cumprod(1.0 - ddpm_betas(T))
     return _make(np.sqrt(gamma_sq), np.sqrt(1.0 - gamma_sq), "ddpm_linear_beta", True)
 
 

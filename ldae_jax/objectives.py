@@ -8,7 +8,8 @@ One pipeline covers every rung: patchify x0 -> z0 = encode(x0) -> z_t = gamma_t 
 The input scaling (steps 1 -> 2) is the schedule's (`diffusion`). Reduction (the paper does not say): each
 token's squared error is divided by its dimension and averaged over tokens and batch, so losses compare across
 patch sizes and d. With `num_classes` > 0 the network is also given the label, replaced by the null label
-num_classes with probability `label_dropout` (DiT's classifier-free guidance training, Table 1 row 1).
+num_classes with probability `label_dropout` (DiT's classifier-free guidance training, Table 1 row 1). With
+`learn_sigma` the network also outputs DiT's variance channels, trained by the bound term of `learned_variance`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ldae_jax import diffusion
+from ldae_jax import diffusion, learned_variance
 from ldae_jax.errors import UserError
 from ldae_jax.tokenizers import pca as pca_lib
 from ldae_jax.tokenizers import tokenizer as tok_lib
@@ -38,11 +39,20 @@ class Objective:
     w_res: float = 0.1
     num_classes: int = 0  # 0 = unconditional
     label_dropout: float = 0.0
+    learn_sigma: bool = False  # the network also outputs v, the interpolation of DiT's log-variance
 
     def dims(self, tok) -> tuple[int, int]:
-        """(input, output) size of one token for the network."""
+        """(input, output) size of one token for the network (output doubled for the variance channels)."""
         size = {"image": tok.dim, "latent": tok.d}
-        return size[self.input], size[self.output]
+        return size[self.input], size[self.output] * (2 if self.learn_sigma else 1)
+
+
+def split_output(obj: Objective, out):
+    """The network's output -> (prediction, v or None)."""
+    if not obj.learn_sigma:
+        return out, None
+    pred, v = jnp.split(out, 2, axis=-1)
+    return pred, v
 
 
 def objective_from(config, num_classes: int) -> Objective:
@@ -62,12 +72,17 @@ def objective_from(config, num_classes: int) -> Objective:
     if o.target == "original" and config.tokenizer.kind not in ("pca", "pixel"):
         raise UserError(f"objective.target='original' weights the residual in an orthonormal basis (Eq. 4), which "
                         f"tokenizer.kind={config.tokenizer.kind!r} does not have; use target 'clean' or 'eps'")
+    if o.learn_sigma and (o.output != "latent" or config.noise.schedule != "ddpm_linear_beta"):
+        raise UserError("objective.learn_sigma (DiT's learned variance) needs objective.output='latent' and "
+                        f"noise.schedule='ddpm_linear_beta', got output={o.output!r}, "
+                        f"schedule={config.noise.schedule!r}")
     if not 0.0 <= o.label_dropout < 1.0:
         raise UserError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
     if config.pca.w_res < 0:
         raise UserError(f"pca.w_res must be >= 0, got {config.pca.w_res}")
     return Objective(input=o.input, output=o.output, target=o.target, w_res=float(config.pca.w_res),
-                     num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout))
+                     num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout),
+                     learn_sigma=bool(o.learn_sigma))
 
 
 def noised_latents(tok, schedule, images, t, noise):
@@ -111,7 +126,7 @@ def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     t = diffusion.sample_t(t_rng, z0.shape[0], schedule.num_steps)
     noise = jax.random.normal(eps_rng, z0.shape, jnp.float32)
     z_t = diffusion.add_noise(schedule, z0, t, noise)
-    pred = model(tokens_from_latents(obj, tok, z_t), t, network_labels(obj, labels, label_rng))
+    pred, v = split_output(obj, model(tokens_from_latents(obj, tok, z_t), t, network_labels(obj, labels, label_rng)))
     if obj.target == "original":
         x0 = patchify(images, tok.patch_size)
         err = pca_lib.residual_weighted_sq(tok, x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]
@@ -122,4 +137,8 @@ def loss(model, obj: Objective, tok, schedule, images, labels, rng):
         err = jnp.mean(jnp.square(latent_pred - want), axis=-1)
         weight = diffusion.loss_weight(schedule, t, "eps" if obj.target == "eps" else "x0")
     per_example = weight * err.mean(axis=1)
+    if v is not None:
+        gamma, sigma = diffusion.coefficients(schedule, t, z_t.ndim)
+        z0_estimate = diffusion.eps_to_x0(z_t, pred, gamma, sigma) if obj.target == "eps" else pred
+        per_example = per_example + learned_variance.vlb(schedule, z0, z_t, t, z0_estimate, v)
     return per_example.mean(), per_example

@@ -108,6 +108,8 @@ _row("t1.cls", "t3.step0", "+ class conditioning (Table 1 row 1 vs 2: 57.5 vs 62
      _set(objective__class_conditional=True))
 _row("t1.ddpm", "t3.step0", "DDPM linear-beta schedule (Table 1 row 4 vs 5: 59.0 vs 63.4)", None,
      _set(noise__schedule="ddpm_linear_beta"))
+_row("t1.sigma", "t1.ddpm", "+ DiT's learned variance (2x output, hybrid loss; PAPER.md 1.8 [NOT FOUND])", None,
+     _set(objective__learn_sigma=True))
 
 # Table 2: tokenizer x d, on the t3.step0 setting.
 _T2 = {"pca": {8: 56.0, 16: 63.4, 32: 65.1, 64: 60.0, 128: 53.9},

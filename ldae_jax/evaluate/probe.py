@@ -64,7 +64,8 @@ def run_probe(config, workdir: str, output: str = "probe.json") -> dict:
         out["feature_dim"] = int(train[0].shape[1])
         results[name] = out
         if jax.process_index() == 0:
-            print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s", flush=True)
+            print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s",
+                  flush=True)
 
     summary = {"step": step, "protocol": dict(p), "results": results}
     if jax.process_index() == 0:

@@ -10,7 +10,9 @@ which is DDIM for eta = 0 and the DDPM posterior q(z_s | z_t, x0) for eta = 1 (S
 written with gamma, sigma instead of alpha-bar). Sampling starts from z = sigma_T * noise (for variance-preserving
 schedules gamma_T ~ 0, so this is the prior; without input scaling it ignores the data scale, a known
 approximation) and ends with the clean estimate at the last step. Class-conditional networks take a guidance
-scale w: x0 = (1 + w) x0(y) - w x0(null) (classifier-free guidance, as DiT).
+scale w: x0 = (1 + w) x0(y) - w x0(null) (classifier-free guidance, as DiT). A network with learned variance
+(`learned_variance`) sets c^2 itself in DDPM sampling (eta = 1): the step's log-variance interpolated by its v
+between the respaced beta and posterior variance, around the posterior mean; DDIM (eta = 0) ignores v.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ldae_jax import diffusion, objectives
+from ldae_jax import diffusion, learned_variance, objectives
 from ldae_jax.tokenizers import tokenizer as tok_lib
 
 
 def clean_latent(model, obj: objectives.Objective, tok, schedule, z_t, t, labels=None):
-    """The network's estimate of z0 [B, N, d] from z_t [B, N, d] at steps t [B], whatever its target."""
-    pred = model(objectives.tokens_from_latents(obj, tok, z_t), t, labels)
+    """The network's estimate of z0 [B, N, d] from z_t [B, N, d] at steps t [B], whatever its target, and its
+    variance output v (None without learned variance)."""
+    pred, v = objectives.split_output(obj, model(objectives.tokens_from_latents(obj, tok, z_t), t, labels))
     if obj.target == "eps":
         gamma, sigma = diffusion.coefficients(schedule, t, z_t.ndim)
-        return diffusion.eps_to_x0(z_t, pred, gamma, sigma)
-    return pred if obj.output == "latent" else tok_lib.encode(tok, pred)
+        return diffusion.eps_to_x0(z_t, pred, gamma, sigma), v
+    return (pred if obj.output == "latent" else tok_lib.encode(tok, pred)), v
 
 
 def timesteps(num_steps: int, T: int) -> np.ndarray:
@@ -40,7 +43,8 @@ def timesteps(num_steps: int, T: int) -> np.ndarray:
 
 
 def sample(x0_fn, schedule, shape, key, *, num_steps: int = 50, eta: float = 0.0) -> jax.Array:
-    """Latents [*shape] sampled with `x0_fn(z_t, t [B]) -> z0 estimate`; eta 0 = DDIM, 1 = DDPM."""
+    """Latents [*shape] sampled with `x0_fn(z_t, t [B]) -> z0 estimate` (or (z0 estimate, v) for a network with
+    learned variance); eta 0 = DDIM, 1 = DDPM."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     steps = timesteps(num_steps, schedule.num_steps)
@@ -50,15 +54,27 @@ def sample(x0_fn, schedule, shape, key, *, num_steps: int = 50, eta: float = 0.0
     batch = shape[0]
     for i, t in enumerate(steps):
         x0 = x0_fn(z, jnp.full((batch,), t, jnp.int32))
+        x0, v = x0 if isinstance(x0, tuple) else (x0, None)
         if i == len(steps) - 1:
             return x0
         s = steps[i + 1]
+        key, k = jax.random.split(key)
+        if v is not None and eta == 1.0:  # the posterior mean, with the network's variance
+            z = _posterior_mean(gamma, sigma, t, s, x0, z) + jnp.exp(
+                0.5 * learned_variance.ddpm_step_log_variance(gamma[t], sigma[t], gamma[s], sigma[s], v)
+            ) * jax.random.normal(k, shape)
+            continue
         eps = (z - gamma[t] * x0) / sigma[t]
         var_ts = max(sigma[t] ** 2 - (gamma[t] / gamma[s]) ** 2 * sigma[s] ** 2, 0.0)
         c = eta * np.sqrt(var_ts * sigma[s] ** 2 / sigma[t] ** 2)
-        key, k = jax.random.split(key)
         z = gamma[s] * x0 + np.sqrt(max(sigma[s] ** 2 - c**2, 0.0)) * eps + c * jax.random.normal(k, shape)
     return z
+
+
+def _posterior_mean(gamma, sigma, t, s, x0, z_t):
+    """E[z_s | z_t, x0] for a variance-preserving schedule (the DDPM posterior of the respaced step)."""
+    beta = 1.0 - (gamma[t] / gamma[s]) ** 2
+    return gamma[s] * beta / sigma[t] ** 2 * x0 + (gamma[t] / gamma[s]) * sigma[s] ** 2 / sigma[t] ** 2 * z_t
 
 
 def guided_x0_fn(model, obj: objectives.Objective, tok, schedule, labels=None, guidance: float = 0.0):
@@ -69,11 +85,12 @@ def guided_x0_fn(model, obj: objectives.Objective, tok, schedule, labels=None, g
     @jax.jit
     def fn(z_t, t):
         if not obj.num_classes:
-            return clean_latent(model, obj, tok, schedule, z_t, t)
-        cond = clean_latent(model, obj, tok, schedule, z_t, t, labels)
-        if guidance == 0.0:
-            return cond
-        uncond = clean_latent(model, obj, tok, schedule, z_t, t, objectives.null_labels(obj, z_t.shape[0]))
-        return (1.0 + guidance) * cond - guidance * uncond
+            x0, v = clean_latent(model, obj, tok, schedule, z_t, t)
+            return x0 if v is None else (x0, v)
+        cond, v = clean_latent(model, obj, tok, schedule, z_t, t, labels)
+        if guidance != 0.0:  # the variance stays the conditional one, as in DiT
+            uncond, _ = clean_latent(model, obj, tok, schedule, z_t, t, objectives.null_labels(obj, z_t.shape[0]))
+            cond = (1.0 + guidance) * cond - guidance * uncond
+        return cond if v is None else (cond, v)
 
     return fn

@@ -41,7 +41,8 @@ def denoising_panels(graphdef, params, tok, schedule, objective, images: np.ndar
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
         noise = jax.random.normal(k1, z0.shape)
         z_t = diffusion.add_noise(schedule, z0, steps, noise)
-        pred = model(objectives.tokens_from_latents(objective, tok, z_t), steps, objectives.null_labels(objective, b))
+        tokens = objectives.tokens_from_latents(objective, tok, z_t)
+        pred, _ = objectives.split_output(objective, model(tokens, steps, objectives.null_labels(objective, b)))
         if objective.target == "eps":  # the clean latent implied by the predicted noise
             gamma, sig = diffusion.coefficients(schedule, steps, 3)
             denoised = tok_lib.latent_images(tok, diffusion.eps_to_x0(z_t, pred, gamma, sig), h, w)
