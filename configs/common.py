@@ -54,6 +54,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.tokenizer.conv_steps = 50_000  # [open] the retrained tokenizers' recipes are [NOT FOUND]
     c.tokenizer.conv_batch_size = 64
     c.tokenizer.conv_lr = 1e-4  # Adam (b1 0.5, b2 0.9, as VQGAN/LDM)
+    c.tokenizer.conv_checkpoint_every = 1000  # steps between saves of its training state (resumed on restart)
     c.tokenizer.perceptual_weight = 0.0  # > 0: LPIPS-style VGG16 loss (Table 1 rows 1-2; LDM uses 1.0)
     c.tokenizer.perceptual_weights = ""  # path of the user-provided VGG16 .npz (see tokenizers/perceptual.py)
     c.tokenizer.adversarial_weight = 0.0  # > 0: patch-discriminator loss (Table 1 rows 1-3; LDM uses 0.5)

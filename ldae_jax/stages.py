@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from ldae_jax.errors import Preempted
+
 MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples")
 
 
@@ -23,13 +25,17 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
     config_lib.check_fields(config, common.ldae_base())
     out, start = {}, time.perf_counter()
-    if mode in ("tokenizer", "pca"):
-        pretrain.setup_run(config, workdir)
-    if mode in ("all", "pretrain", "pretrain_probe"):
-        trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
-        out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
-        if trained["preempted"]:
-            return out
+    try:
+        if mode in ("tokenizer", "pca"):
+            pretrain.setup_run(config, workdir)
+        if mode in ("all", "pretrain", "pretrain_probe"):
+            trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+            out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
+    except Preempted as stopped:  # during tokenizer training, which saved its state
+        print(f"Preempted: {stopped}", flush=True)
+        out["pretrain"] = {"preempted": True}
+    if out.get("pretrain", {}).get("preempted"):
+        return out
     if mode in ("all", "probe", "pretrain_probe"):
         out["probe"] = probe.run_probe(config, workdir, probe_file)
     if mode in ("all", "figure"):

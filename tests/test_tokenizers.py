@@ -93,8 +93,8 @@ def test_conv_vae_trains_tokenizes_and_round_trips_its_file(tmp_path):
     from ldae_jax.tokenizers import conv_vae
 
     cfg = conv_vae.ConvVAEConfig(image_channels=1, latent_channels=2, width=8, num_down=2, group=2)
-    batches = (random_images(seed=i) for i in range(100))
-    tok, logs = conv_vae.train(batches, cfg, steps=6, lr=1e-3, kl_weight=1e-3, adversarial_weight=0.5,
+    batches_from = lambda start: (random_images(seed=i) for i in range(start, 100))  # noqa: E731
+    tok, logs = conv_vae.train(batches_from, cfg, steps=6, lr=1e-3, kl_weight=1e-3, adversarial_weight=0.5,
                                adversarial_start=3)
     assert np.isfinite(list(logs.values())).all() and logs["discriminator"] > 0
     x = random_images().astype(np.float32) / 127.5 - 1
@@ -106,6 +106,40 @@ def test_conv_vae_trains_tokenizes_and_round_trips_its_file(tmp_path):
     assert tok_lib.content_hash(conv_vae.load(path, cfg)) == tok_lib.content_hash(tok)
     with pytest.raises(pca_lib.PCAMismatchError, match="latent_channels is 2 in the file but the config expects 4"):
         conv_vae.load(path, conv_vae.ConvVAEConfig(image_channels=1, latent_channels=4, width=8, num_down=2))
+
+
+def test_conv_vae_training_resumes_exactly_after_a_sigterm(tmp_path):
+    """A real SIGTERM at step 3 of 6: the state is saved, Preempted raised, and the rerun ends where an
+    uninterrupted run ends (batches and RNG are functions of the step). A changed recipe is refused."""
+    import os
+    import signal
+
+    from ldae_jax.errors import Preempted, UserError
+    from ldae_jax.tokenizers import conv_vae
+    from ldae_jax.train import preemption
+
+    cfg = conv_vae.ConvVAEConfig(image_channels=1, latent_channels=2, width=8, num_down=2, group=2)
+    recipe = dict(steps=6, lr=1e-3, kl_weight=1e-3, adversarial_weight=0.5, adversarial_start=2)
+
+    def batches_from(start, kill_at=None):
+        for i in range(start, 100):
+            if i == kill_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield random_images(seed=i)
+
+    whole, _ = conv_vae.train(batches_from, cfg, **recipe)
+    path = str(tmp_path / "state.npz")
+    watch = preemption.PreemptionWatch()
+    try:
+        with pytest.raises(Preempted, match="stopped at step 3"):
+            conv_vae.train(lambda s: batches_from(s, kill_at=2), cfg, **recipe, checkpoint_path=path,
+                           stop=watch.reached)
+    finally:
+        watch.close()
+    with pytest.raises(UserError, match="changed: lr"):
+        conv_vae.train(batches_from, cfg, **{**recipe, "lr": 2e-3}, checkpoint_path=path)
+    resumed, _ = conv_vae.train(batches_from, cfg, **recipe, checkpoint_path=path)
+    assert tok_lib.content_hash(resumed) == tok_lib.content_hash(whole)
 
 
 def test_perceptual_distance_and_its_weights_file(tmp_path):

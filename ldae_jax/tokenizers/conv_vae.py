@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
+from ldae_jax.errors import Preempted, UserError
 from ldae_jax.tokenizers import files, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
@@ -153,10 +156,17 @@ def _losses(vae, disc, images, key, *, kl_weight, vgg, perceptual_weight, advers
     return total, (out, recon)
 
 
-def train(batches, cfg: ConvVAEConfig, *, steps: int, lr: float, kl_weight: float, vgg: dict | None = None,
+def train(batches_from, cfg: ConvVAEConfig, *, steps: int, lr: float, kl_weight: float, vgg: dict | None = None,
           perceptual_weight: float = 0.0, adversarial_weight: float = 0.0, adversarial_start: int = 0,
-          seed: int = 0, log_every: int = 0) -> tuple[ConvVAETokenizer, dict]:
-    """Trains on `batches` (an iterator of uint8 images [B, H, W, C]); returns (tokenizer, last losses)."""
+          seed: int = 0, log_every: int = 0, checkpoint_path: str | None = None, checkpoint_every: int = 0,
+          stop=None) -> tuple[ConvVAETokenizer, dict]:
+    """Trains on `batches_from(step)` (an iterator of uint8 images [B, H, W, C] from that step on); returns
+    (tokenizer, last losses).
+
+    With `checkpoint_path`, the whole training state is saved there (by process 0) every `checkpoint_every`
+    steps and when `stop(step)` says so (a preemption: then `errors.Preempted` is raised), and training resumes from it.
+    The batches and the step's RNG are functions of the step, so a resumed run equals an uninterrupted one.
+    """
     use_adv = adversarial_weight > 0
     vae = ConvVAE(cfg, nnx.Rngs(seed))
     disc = PatchDiscriminator(cfg.image_channels, nnx.Rngs(seed + 1))
@@ -189,14 +199,32 @@ def train(batches, cfg: ConvVAEConfig, *, steps: int, lr: float, kl_weight: floa
         dopt = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_dopt, dopt)
         return vae_p, disc_p, opt, dopt, {**logs, "discriminator": dl}
 
+    recipe = dict(steps=steps, lr=lr, kl_weight=kl_weight, perceptual_weight=perceptual_weight,
+                  adversarial_weight=adversarial_weight, adversarial_start=adversarial_start, seed=seed,
+                  **dataclasses.asdict(cfg))
+    state, first = (vae_p, disc_p, opt, dopt), 0
+    if checkpoint_path and epath.Path(checkpoint_path).exists():
+        state, first = _restore(checkpoint_path, state, recipe)
+        print(f"conv VAE: resuming from step {first} ({checkpoint_path})", flush=True)
+    vae_p, disc_p, opt, dopt = state
     key, start, logs = jax.random.key(seed), time.perf_counter(), {}
-    for i in range(steps):
+    batches = batches_from(first)
+    for i in range(first, steps):
         adv_on = jnp.float32(use_adv and i >= adversarial_start)
         vae_p, disc_p, opt, dopt, logs = step(vae_p, disc_p, opt, dopt, next(batches), jax.random.fold_in(key, i),
                                               adv_on)
-        if log_every and (i + 1) % log_every == 0:
+        done = i + 1
+        if log_every and done % log_every == 0:
             shown = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-            print(f"conv VAE step {i + 1}/{steps}  {shown}", flush=True)
+            rate = (done - first) / (time.perf_counter() - start)
+            print(f"conv VAE step {done}/{steps}  {shown}  ETA {(steps - done) / rate / 60:.1f} min", flush=True)
+        preempted = stop is not None and stop(done)
+        due = preempted or (checkpoint_every and done % checkpoint_every == 0)
+        if checkpoint_path and done < steps and due and jax.process_index() == 0:
+            _save_training(checkpoint_path, (vae_p, disc_p, opt, dopt), done, recipe)
+        if preempted and done < steps:
+            raise Preempted(f"conv VAE training stopped at step {done}; its state is in "
+                                       f"{checkpoint_path}: rerun the same command to resume")
     logs = {k: float(v) for k, v in logs.items()}
     if not all(np.isfinite(list(logs.values()))):
         raise FloatingPointError(f"conv VAE training diverged: {logs}; lower tokenizer.vae_lr")
@@ -223,6 +251,26 @@ def _unflat(flat: dict) -> dict:
             node = node.setdefault(int(p) if p.isdigit() else p, {})
         node[int(parts[-1]) if parts[-1].isdigit() else parts[-1]] = value
     return out
+
+
+def _save_training(path: str, state, step: int, recipe: dict) -> None:
+    """The training state's leaves (a fixed order for a fixed network and optimizer), the step and the recipe."""
+    leaves = jax.tree.leaves(state)
+    files.save_npz(path, {f"leaf{i:05d}": np.asarray(x) for i, x in enumerate(leaves)},
+                   {"step": np.int64(step), "recipe": np.str_(json.dumps(recipe, sort_keys=True))})
+
+
+def _restore(path: str, template, recipe: dict):
+    """(state, step) from `_save_training`; the recipe must be the one being trained."""
+    data = files.read_npz(path)
+    stored = json.loads(str(data["recipe"]))
+    if stored != json.loads(json.dumps(recipe, sort_keys=True)):
+        changed = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
+        raise UserError(f"{path} is a conv VAE training state for another recipe (changed: {', '.join(changed)}); "
+                        "delete it to start over, or restore the tokenizer config")
+    leaves, treedef = jax.tree.flatten(template)
+    restored = [np.asarray(data[f"leaf{i:05d}"]).astype(np.asarray(x).dtype) for i, x in enumerate(leaves)]
+    return jax.tree.unflatten(treedef, restored), int(data["step"])
 
 
 def content_hash(tok: ConvVAETokenizer) -> str:

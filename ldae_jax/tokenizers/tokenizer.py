@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from ldae_jax.errors import UserError
 from ldae_jax.tokenizers import conv_vae, patch_ae, pca as pca_lib, pca_fit, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
-from ldae_jax.train import hosts as hosts_lib
+from ldae_jax.train import hosts as hosts_lib, preemption
 
 KINDS = ("pca", "patch_ae", "patch_vae", "pixel", "conv_vae")
 Tokenizer = pca_lib.PatchPCA | patch_ae.PatchAE | conv_vae.ConvVAETokenizer
@@ -147,19 +147,30 @@ def _conv_vae_fit_or_load(config, workdir: str, builder, channels: int) -> conv_
     if epath.Path(path).exists():
         tok = conv_vae.load(path, cfg)
     else:
-        stream = pipeline.train_iterator(
-            builder, split=config.data.train_split, global_batch_size=tc.conv_batch_size,
-            image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
-            process_index=0, process_count=1)
-        batches = (b["image"] for b in stream)
+        def batches_from(step):
+            stream = pipeline.train_iterator(
+                builder, split=config.data.train_split, global_batch_size=tc.conv_batch_size,
+                image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
+                start_step=step, process_index=0, process_count=1)
+            return (b["image"] for b in stream)
+
         vgg = perceptual.load_vgg16(tc.perceptual_weights) if tc.perceptual_weight > 0 else None
-        tok, logs = conv_vae.train(batches, cfg, steps=tc.conv_steps, lr=tc.conv_lr, kl_weight=tc.kl_weight, vgg=vgg,
-                                   perceptual_weight=tc.perceptual_weight, adversarial_weight=tc.adversarial_weight,
-                                   adversarial_start=tc.adversarial_start, seed=config.seed,
-                                   log_every=max(1, tc.conv_steps // 5))
+        state_path = str(epath.Path(workdir) / "conv_vae_training.npz")
+        watch = preemption.PreemptionWatch()
+        try:
+            tok, logs = conv_vae.train(
+                batches_from, cfg, steps=tc.conv_steps, lr=tc.conv_lr, kl_weight=tc.kl_weight, vgg=vgg,
+                perceptual_weight=tc.perceptual_weight, adversarial_weight=tc.adversarial_weight,
+                adversarial_start=tc.adversarial_start, seed=config.seed, log_every=max(1, tc.conv_steps // 10),
+                checkpoint_path=state_path,
+                checkpoint_every=tc.conv_checkpoint_every, stop=watch.reached)
+        finally:
+            watch.close()
         print(f"conv VAE: trained {tc.conv_steps} steps in {logs['seconds']:.0f}s; reconstruction MSE "
               f"{logs['recon']:.4f}", flush=True)
         if jax.process_index() == 0:
             conv_vae.save(tok, path)
+            if epath.Path(state_path).exists():
+                epath.Path(state_path).unlink()
     hosts_lib.check_same_on_all_hosts(content_hash(tok), path)
     return tok

@@ -24,7 +24,8 @@ class CheckpointMismatchError(UserError):
 
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
 IDENTITY_SECTIONS = ("data", "pca", "tokenizer", "objective", "noise", "model", "train", "seed")
-NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite"}
+NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite",
+                       "tokenizer.conv_checkpoint_every"}
 
 
 def config_fingerprint(config) -> dict:
@@ -52,7 +53,8 @@ class Checkpointer:
 
     def __init__(self, directory: str, *, keep: int):
         self.manager = ocp.CheckpointManager(
-            directory if "://" in directory else os.path.abspath(directory), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+            directory if "://" in directory else os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
 
     def latest_step(self) -> int | None:
