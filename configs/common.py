@@ -116,4 +116,14 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.probe.base_lr = 1e-3  # lr = base_lr * batch / 256
     c.probe.baselines = "random_init,pixels"  # also probed with the same head and budget; '' for none
     c.probe.feature_batch_size = 1024
+
+    c.fid = ml_collections.ConfigDict()  # generation quality (Table 1's FID-50K column; `--mode=fid`)
+    c.fid.inception_weights = ""  # the user's Inception-v3 .npz (see ldae_jax/evaluate/inception.py)
+    c.fid.num_samples = 50_000  # generated images (FID-50K)
+    c.fid.reference = "train"  # 'train' | 'eval': the split the generated images are compared with
+    c.fid.reference_examples = 50_000  # the first examples of that split (fewer if it is smaller)
+    c.fid.num_steps = 250  # [NOT FOUND] in the paper; DiT's evaluation: 250 DDPM steps
+    c.fid.eta = 1.0  # 1 = DDPM (uses a learned variance), 0 = DDIM
+    c.fid.guidance = 0.0  # classifier-free guidance scale for class-conditional rows; [NOT FOUND]
+    c.fid.batch_size = 256
     return c

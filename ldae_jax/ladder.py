@@ -27,6 +27,7 @@ flags.DEFINE_string("workdir", "workdirs/ladder", "Root directory; each run goes
 flags.DEFINE_enum("launch", "local", ["local", "print", "report"],
                   "local: run here; print: print one command per run; report: only gather finished runs.")
 flags.DEFINE_string("vgg16", "", "VGG16 weights (.npz) for the perceptual loss of Table 1 rows 1-2.")
+flags.DEFINE_string("inception", "", "Inception-v3 weights (.npz): also measure every run's FID (Table 1's column).")
 flags.DEFINE_string("report", "", "Markdown report path (default workdir/ladder_SCALE.md; the PNG beside it).")
 
 
@@ -46,15 +47,16 @@ def main(argv):
             seeds = [int(s) for s in FLAGS.seeds]
         except ValueError as e:
             raise UserError(str(e)) from None
-        planned = ladder_runs.plan(rows, FLAGS.scale, seeds, FLAGS.vgg16)
+        planned = ladder_runs.plan(rows, FLAGS.scale, seeds, FLAGS.vgg16, FLAGS.inception)
         if FLAGS.launch == "print":
-            ladder_runs.print_commands(planned, FLAGS.workdir, FLAGS.scale, FLAGS.vgg16)
+            ladder_runs.print_commands(planned, FLAGS.workdir, FLAGS.scale, FLAGS.vgg16, FLAGS.inception)
             return
         if FLAGS.launch == "local":
             ladder_runs.run_local(planned, FLAGS.workdir)
         report = FLAGS.report or f"{FLAGS.workdir}/ladder_{FLAGS.scale}.md"
         command = "python -m ldae_jax.ladder " + " ".join(a for a in sys.argv[1:])
-        ladder_report.write(ladder_runs.gather(planned, FLAGS.workdir), report, scale=FLAGS.scale, command=command)
+        ladder_report.write(ladder_runs.gather(planned, FLAGS.workdir), report, scale=FLAGS.scale, command=command,
+                            fids=ladder_runs.gather_fid(planned, FLAGS.workdir))
         print(f"Report: {report}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -39,23 +39,27 @@ def _run_row(row: str, config, config_for) -> str:
     return row
 
 
-def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "") -> list[PlannedRun]:
-    """Every (row, seed), each config built and checked, so a mistake stops the ladder before any compute."""
+def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "") -> list[PlannedRun]:
+    """Every (row, seed), each config built and checked, so a mistake stops the ladder before any compute.
+    With `inception` (the Inception-v3 weights) every run is also measured by FID."""
     from configs import common
     from configs.ladder import rows as rows_lib
     from ldae_jax import config_lib, objectives
+    from ldae_jax.evaluate import fid_eval
     from ldae_jax.tokenizers import tokenizer as tok_lib
 
     out = []
     for seed in seeds:
         def config_for(name):
-            return rows_lib.get_config(f"row={name},scale={scale},seed={seed},vgg16={vgg16}")
+            return rows_lib.get_config(f"row={name},scale={scale},seed={seed},vgg16={vgg16},inception={inception}")
 
         for row in rows:
             config = config_for(row)
             config_lib.check_fields(config, common.ldae_base())
             tok_lib.check_config(config)
             objectives.objective_from(config, num_classes=10)
+            if inception:
+                fid_eval.check_config(config)
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"
@@ -84,7 +88,8 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
     for i, p in enumerate(todo):
         workdir = run_dir(root, p.run_key)
         label = f"{p.run_key}" + (f" ({p.probe_file})" if p.probe_file != "probe.json" else "")
-        if _read_probe(workdir, p.probe_file) is not None:
+        wants_fid = bool(p.run_config.fid.inception_weights) and _read_fid(workdir) is None
+        if _read_probe(workdir, p.probe_file) is not None and not wants_fid:
             print(f"[{i + 1}/{len(todo)}] {label}: done earlier", flush=True)
             continue
         eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
@@ -95,7 +100,10 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
         if out.get("pretrain", {}).get("preempted"):
             print("Preempted: rerun the same command to resume the ladder.", flush=True)
             return
-        stages.run(p.config, workdir, "probe", probe_file=p.probe_file)
+        if _read_probe(workdir, p.probe_file) is None:
+            stages.run(p.config, workdir, "probe", probe_file=p.probe_file)
+        if wants_fid:
+            stages.run(p.run_config, workdir, "fid")
         ran += 1
 
 
@@ -140,8 +148,9 @@ def _share_tokenizer(config, root: str, workdir: str) -> None:
         made.copy(cached)
 
 
-def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "") -> None:
-    """One command per distinct run, then one per extra probe of a run (start those after their run's command)."""
+def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "", inception: str = "") -> None:
+    """One command per distinct run, then one per extra probe of a run and its FID (start those after their
+    run's command)."""
     vgg = f",vgg16={vgg16}" if vgg16 else ""
     seen = set()
     for p in planned:
@@ -150,6 +159,9 @@ def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str 
             seen.add((p.run_key, "probe.json"))
             print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.run_row},scale={scale},seed={p.seed}{vgg} "
                   f"--workdir={workdir} --mode=pretrain_probe")
+            if inception:
+                print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.run_row},scale={scale},seed={p.seed}"
+                      f"{vgg},inception={inception} --workdir={workdir} --mode=fid")
         if (p.run_key, p.probe_file) not in seen:
             seen.add((p.run_key, p.probe_file))
             print(f"python -m ldae_jax.main --config={CONFIG_FILE}:row={p.row},scale={scale},seed={p.seed}{vgg} "
@@ -163,6 +175,22 @@ def _read_probe(workdir: str, probe_file: str):
     if not path.exists():
         return None
     return json.loads(path.read_text())["results"]["l-DAE"]["test_top1"]
+
+
+def _read_fid(workdir: str):
+    from etils import epath
+
+    path = epath.Path(workdir) / "fid.json"
+    return json.loads(path.read_text())["fid"] if path.exists() else None
+
+
+def gather_fid(planned: list[PlannedRun], root: str) -> dict:
+    """{row: [FID of each seed that has one]} (a row's FID is its run's: generation does not depend on the probe)."""
+    results = {}
+    for p in planned:
+        value = _read_fid(run_dir(root, p.run_key))
+        results.setdefault(p.row, []).extend([] if value is None else [value])
+    return results
 
 
 def gather(planned: list[PlannedRun], root: str) -> dict:

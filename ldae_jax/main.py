@@ -4,7 +4,8 @@
 
 Modes: all (the default: every stage, each resuming from what the workdir already holds), tokenizer (fit the
 PCA or train the patch AE/VAE / conv VAE; also called pca), pretrain, probe, figure, pretrain_probe (no
-figure), samples. Without --config, the probe and figure modes read the workdir's config.json.
+figure), samples (a figure of generated images), fid (Table 1's FID: needs --config.fid.inception_weights).
+Without --config, the probe and figure modes read the workdir's config.json.
 """
 
 from __future__ import annotations

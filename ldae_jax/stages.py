@@ -7,7 +7,7 @@ import time
 
 from ldae_jax.errors import Preempted
 
-MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples")
+MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples", "fid")
 
 
 def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False,
@@ -17,13 +17,15 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
 
     from configs import common
     from ldae_jax import config_lib
-    from ldae_jax.evaluate import probe
+    from ldae_jax.evaluate import fid_eval, probe
     from ldae_jax.train import pretrain
     from ldae_jax.viz import denoising, samples
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
     config_lib.check_fields(config, common.ldae_base())
+    if mode == "fid":
+        fid_eval.check_config(config)  # before any compute
     out, start = {}, time.perf_counter()
     try:
         if mode in ("tokenizer", "pca"):
@@ -42,6 +44,8 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         out["figure"] = denoising.write_denoising_figure(config, workdir)
     if mode == "samples":
         out["figure"] = samples.write_samples_figure(config, workdir)
+    if mode == "fid":
+        out["fid"] = fid_eval.run_fid(config, workdir)
     out["seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
         if "figure" in out:

@@ -154,3 +154,28 @@ def test_samples_figure_of_a_class_conditional_row(tmp_path):
     out = stages.run(config, str(tmp_path), "samples")
     picture = np.asarray(Image.open(out["figure"]).convert("L"), np.float32)
     assert picture.shape[0] > 100 and picture.std() > 5
+
+
+def test_fid_needs_the_inception_weights_before_any_compute(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        ladder.plan(["t1.row5"], "tiny", [0], inception=str(tmp_path / "missing.npz"))
+    with pytest.raises(UserError, match="FID needs Inception-v3 weights"):
+        stages.run(rows_lib.get_config("row=t1.row5,scale=tiny"), str(tmp_path), "fid")
+
+
+@needs_debian_files
+def test_runner_measures_fid_with_user_inception_weights(tmp_path, capsys):
+    """Random Inception weights stand in for the user's file: the number is meaningless, the plumbing is not."""
+    from ldae_jax.evaluate import inception
+
+    weights = str(tmp_path / "inception.npz")
+    np.savez(weights, **inception.random_params(0), **{"fc.weight": np.zeros((2, 2048), np.float32)})
+    planned = ladder.plan(["t1.sigma"], "tiny", [0], inception=weights)
+    ladder.run_local(planned, str(tmp_path))
+    fids = ladder.gather_fid(planned, str(tmp_path))
+    assert len(fids["t1.sigma"]) == 1 and np.isfinite(fids["t1.sigma"][0]) and fids["t1.sigma"][0] > 0
+    text = ladder_report.write(ladder.gather(planned, str(tmp_path)), str(tmp_path / "r.md"), scale="tiny",
+                               command="test", fids=fids)
+    assert "paper FID-50K" in text and f"{fids['t1.sigma'][0]:.1f} |" in text
+    ladder.print_commands(planned, str(tmp_path), "tiny", inception=weights)
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("--mode=fid")

@@ -31,6 +31,7 @@ class Row:
     change: str  # what this row changes from its parent, as the paper words it
     paper: float | None  # the paper's linear-probe top-1 (ImageNet), None where it gives none
     apply: Callable  # (config, scale) -> None, edits the parent's config in place
+    paper_fid: float | None = None  # the paper's FID-50K (Table 1 only)
 
 
 ROWS: dict[str, Row] = {}
@@ -40,8 +41,8 @@ SMALL_D = {8: 2, 16: 4, 32: 8, 64: 16, 128: 32}  # paper d -> small d (D = 768 -
 PIXEL = {256: (16, 28, 7), 128: (8, 16, 4), 64: (4, 8, 2), 32: (2, 4, 1)}  # res -> (paper patch, small px, patch)
 
 
-def _row(name, parent, change, paper, apply=lambda c, s: None):
-    ROWS[name] = Row(name, parent, change, paper, apply)
+def _row(name, parent, change, paper, apply=lambda c, s: None, paper_fid=None):
+    ROWS[name] = Row(name, parent, change, paper, apply, paper_fid)
 
 
 def _d(d):
@@ -97,11 +98,13 @@ def _conv(c, scale):
 
 
 _row("t1.row1", None, "DiT: conv VAE with perceptual + adversarial losses, class-conditional, DDPM schedule", 57.5,
-     _conv)
-_row("t1.row2", "t1.row1", "- class conditioning", 62.5, _set(objective__class_conditional=False))
-_row("t1.row3", "t1.row2", "- perceptual loss (retrained tokenizer)", 58.4, _set(tokenizer__perceptual_weight=0.0))
-_row("t1.row4", "t1.row3", "- adversarial loss (a plain KL-VAE)", 59.0, _set(tokenizer__adversarial_weight=0.0))
-_row("t1.row5", "t1.row4", "+ linear gamma^2 schedule", 63.4, _set(noise__schedule="linear_gamma_sq"))
+     _conv, paper_fid=11.6)
+_row("t1.row2", "t1.row1", "- class conditioning", 62.5, _set(objective__class_conditional=False), paper_fid=30.9)
+_row("t1.row3", "t1.row2", "- perceptual loss (retrained tokenizer)", 58.4,
+     _set(tokenizer__perceptual_weight=0.0), paper_fid=54.3)
+_row("t1.row4", "t1.row3", "- adversarial loss (a plain KL-VAE)", 59.0,
+     _set(tokenizer__adversarial_weight=0.0), paper_fid=75.6)
+_row("t1.row5", "t1.row4", "+ linear gamma^2 schedule", 63.4, _set(noise__schedule="linear_gamma_sq"), paper_fid=93.2)
 
 # Table 1's two claims on the patch-PCA setting (t3.step0), runnable without VGG16 weights.
 _row("t1.cls", "t3.step0", "+ class conditioning (Table 1 row 1 vs 2: 57.5 vs 62.5)", None,
@@ -199,6 +202,7 @@ def base(scale: str):
     c.train.update(batch_size=128, total_steps=600, warmup_epochs=0.25, base_lr=2e-3, log_every=100,
                    checkpoint_every=300)
     c.probe.update(epochs=30, batch_size=1024, feature_batch_size=1000, baselines="")
+    c.fid.update(num_samples=2000, reference_examples=2000, num_steps=50, batch_size=250)  # FID-2K, ~10 min
     if scale == "tiny":  # seconds per row, for tests
         c.data.train_split, c.data.eval_split = "train[:1024]", "test[:200]"
         c.pca.num_patches = 4000
@@ -206,11 +210,12 @@ def base(scale: str):
         c.model.update(width=32, num_heads=2, encoder_depth=2, decoder_depth=2)
         c.train.update(batch_size=64, total_steps=3, log_every=3, checkpoint_every=3)
         c.probe.update(epochs=2, batch_size=256, feature_batch_size=200)
+        c.fid.update(num_samples=8, reference_examples=8, num_steps=4, batch_size=8)
     return c
 
 
 def get_config(arg: str = ""):
-    args = common.parse_arg(arg, row="t3.step5", scale="small", seed=0, vgg16="")
+    args = common.parse_arg(arg, row="t3.step5", scale="small", seed=0, vgg16="", inception="")
     if args.scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {args.scale!r}")
     select(args.row)  # a clear error for an unknown name
@@ -221,4 +226,5 @@ def get_config(arg: str = ""):
     for row in lineage(args.row):
         row.apply(c, args.scale)
     c.tokenizer.perceptual_weights = args.vgg16
+    c.fid.inception_weights = args.inception
     return c

@@ -90,17 +90,25 @@ def claims(results: dict) -> list[list[str]]:
     return [line for line in lines if line]
 
 
-def markdown(results: dict, *, scale: str, command: str) -> str:
+def markdown(results: dict, *, scale: str, command: str, fids: dict | None = None) -> str:
+    """`results` {row: [top-1 per seed]}; `fids` {row: [FID per seed]} adds the FID columns when any was run."""
     from configs.ladder import rows as rows_lib
 
+    with_fid = bool(fids) and any(fids.values())
+    fid_head, fid_rule = (" paper FID-50K | our FID (mean) |", "---|---|") if with_fid else ("", "")
     out = [f"# The deconstruction ladder, scale '{scale}'", "", f"Made by `{command}`.", "",
-           "| row | change (from its parent) | paper (ImageNet) | ours (top-1 %, mean) | per seed |",
-           "|---|---|---|---|---|"]
+           f"| row | change (from its parent) | paper (ImageNet) | ours (top-1 %, mean) | per seed |{fid_head}",
+           f"|---|---|---|---|---|{fid_rule}"]
     for name, values in results.items():
         row = rows_lib.ROWS[name]
         paper = "" if row.paper is None else f"{row.paper:.1f}"
         ours = "not run" if not values else f"{_mean(values):.2f}"
-        out.append(f"| {name} | {row.change} | {paper} | {ours} | {', '.join(f'{v:.2f}' for v in values)} |")
+        line = f"| {name} | {row.change} | {paper} | {ours} | {', '.join(f'{v:.2f}' for v in values)} |"
+        if with_fid:
+            mine = fids.get(name) or []
+            line += (f" {'' if row.paper_fid is None else row.paper_fid} |"
+                     f" {f'{_mean(mine):.1f}' if mine else 'not run'} |")
+        out.append(line)
     table = claims(results)
     if table:
         out += ["", "## The paper's claims at this scale", "",
@@ -109,11 +117,11 @@ def markdown(results: dict, *, scale: str, command: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def write(results: dict, path: str, *, scale: str, command: str) -> str:
+def write(results: dict, path: str, *, scale: str, command: str, fids: dict | None = None) -> str:
     """Writes the markdown report at `path` and, when there is something to draw, the chart beside it."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(results, scale=scale, command=command)
+    text = markdown(results, scale=scale, command=command, fids=fids)
     png = path.with_suffix(".png")
     if ladder_chart.bar_chart(results, str(png), scale, TRAJECTORY, TRAJECTORY_PAPER):
         text += f"\n![ladder chart]({png.name})\n"

@@ -77,20 +77,24 @@ def _posterior_mean(gamma, sigma, t, s, x0, z_t):
     return gamma[s] * beta / sigma[t] ** 2 * x0 + (gamma[t] / gamma[s]) * sigma[s] ** 2 / sigma[t] ** 2 * z_t
 
 
-def guided_x0_fn(model, obj: objectives.Objective, tok, schedule, labels=None, guidance: float = 0.0):
-    """x0_fn for `sample`: unconditional, or class-conditional on `labels` with guidance scale w."""
+def guided_clean_latent(model, obj: objectives.Objective, tok, schedule, z_t, t, labels=None,
+                        guidance: float = 0.0):
+    """The z0 estimate (and v, if learned) for `sample`: unconditional, or conditional on `labels` with guidance
+    scale w (the variance stays the conditional one, as in DiT)."""
     if obj.num_classes and labels is None:
         raise ValueError("a class-conditional network needs labels to sample (or the null label num_classes)")
+    if not obj.num_classes:
+        x0, v = clean_latent(model, obj, tok, schedule, z_t, t)
+        return x0 if v is None else (x0, v)
+    cond, v = clean_latent(model, obj, tok, schedule, z_t, t, labels)
+    if guidance != 0.0:
+        uncond, _ = clean_latent(model, obj, tok, schedule, z_t, t, objectives.null_labels(obj, z_t.shape[0]))
+        cond = (1.0 + guidance) * cond - guidance * uncond
+    return cond if v is None else (cond, v)
 
-    @jax.jit
-    def fn(z_t, t):
-        if not obj.num_classes:
-            x0, v = clean_latent(model, obj, tok, schedule, z_t, t)
-            return x0 if v is None else (x0, v)
-        cond, v = clean_latent(model, obj, tok, schedule, z_t, t, labels)
-        if guidance != 0.0:  # the variance stays the conditional one, as in DiT
-            uncond, _ = clean_latent(model, obj, tok, schedule, z_t, t, objectives.null_labels(obj, z_t.shape[0]))
-            cond = (1.0 + guidance) * cond - guidance * uncond
-        return cond if v is None else (cond, v)
 
-    return fn
+def guided_x0_fn(model, obj: objectives.Objective, tok, schedule, labels=None, guidance: float = 0.0):
+    """x0_fn for `sample` (jitted, the model and labels closed over): see `guided_clean_latent`."""
+    if obj.num_classes and labels is None:
+        raise ValueError("a class-conditional network needs labels to sample (or the null label num_classes)")
+    return jax.jit(lambda z_t, t: guided_clean_latent(model, obj, tok, schedule, z_t, t, labels, guidance))

@@ -13,17 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from etils import epath  # noqa: E402
-from flax import nnx  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from ldae_jax.evaluate import sampler  # noqa: E402
-from ldae_jax.tokenizers import tokenizer as tok_lib  # noqa: E402
+from ldae_jax.evaluate import generate  # noqa: E402
 
 
 def write_samples_figure(config, workdir: str, *, rows: int = 4, per_row: int = 8, num_steps: int = 50,
                          eta: float = 0.0, guidance: float = 1.0) -> str:
     """Draws `workdir/samples.png` from the run's latest checkpoint."""
-    from ldae_jax.train import pretrain, state as state_lib
+    from ldae_jax.train import pretrain
 
     run = pretrain.setup_run(config, workdir)
     step, params = pretrain.restore_params(config, workdir, run)
@@ -31,15 +29,10 @@ def write_samples_figure(config, workdir: str, *, rows: int = 4, per_row: int = 
     path = epath.Path(workdir) / "samples.png"
     if jax.process_index() != 0:
         return str(path)
-    obj, size = run.objective, config.data.image_size
-    model = nnx.merge(state_lib.model_graph(run.model_cfg), params)
-    n = rows * per_row
+    obj = run.objective
     labels = jnp.repeat(jnp.arange(rows) % max(obj.num_classes, 1), per_row) if obj.num_classes else None
-    x0_fn = sampler.guided_x0_fn(model, obj, run.tokenizer, run.schedule, labels,
-                                 guidance if labels is not None else 0.0)
-    shape = (n, run.model_cfg.num_tokens, run.tokenizer.d)
-    z = sampler.sample(x0_fn, run.schedule, shape, jax.random.key(config.seed), num_steps=num_steps, eta=eta)
-    images = np.clip((np.asarray(tok_lib.latent_images(run.tokenizer, z, size, size)) + 1) / 2, 0, 1)
+    images = (generate.generate_images(run, params, rows * per_row, jax.random.key(config.seed), labels=labels,
+                                       num_steps=num_steps, eta=eta, guidance=guidance) + 1) / 2
     fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 0.9, rows * 0.95 + 0.5), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.imshow(images[i, ..., 0] if images.shape[-1] == 1 else images[i], cmap="gray", vmin=0, vmax=1)

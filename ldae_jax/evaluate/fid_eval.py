@@ -1,0 +1,96 @@
+"""The FID of a run (Table 1's FID-50K column): generate `fid.num_samples` images with the run's latest
+checkpoint, and compare their Inception-v3 features with those of the reference split's centre crops.
+
+Writes `workdir/fid.json`. The reference statistics are cached next to it (`fid_reference_<hash>.npz`, keyed by
+the split, size, count and the Inception weights), since every run of a dataset compares with the same images.
+Generation runs on process 0 (as the samples figure); the other hosts only join the parameter gather.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import jax
+import numpy as np
+from etils import epath
+from jax.experimental import multihost_utils
+
+from ldae_jax.errors import UserError
+from ldae_jax.evaluate import fid, generate, inception
+
+
+def check_config(config) -> None:
+    """Clear errors before any compute: the weights file, the reference split, the counts."""
+    f = config.fid
+    inception.load_inception(f.inception_weights)
+    if f.reference not in ("train", "eval"):
+        raise UserError(f"fid.reference must be 'train' or 'eval', got {f.reference!r}")
+    for name in ("num_samples", "reference_examples"):
+        if f[name] < 2:
+            raise UserError(f"fid.{name} must be >= 2 (a covariance needs two images), got {f[name]}")
+    if not 0.0 <= f.eta <= 1.0:
+        raise UserError(f"fid.eta must be in [0, 1], got {f.eta}")
+
+
+def reference_statistics(config, builder, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of the Inception features of the reference split, cached in the workdir's parent."""
+    from ldae_jax.data import pipeline
+
+    f = config.fid
+    split = config.data.train_split if f.reference == "train" else config.data.eval_split
+    images, seen = [], 0
+    for batch in pipeline.eval_batches(builder, split=split, global_batch_size=f.batch_size,
+                                       image_size=config.data.image_size, process_index=0, process_count=1):
+        keep = batch["image"][batch["mask"]][: f.reference_examples - seen]
+        images.append(keep.astype(np.float32) / 127.5 - 1.0)
+        seen += len(keep)
+        if seen >= f.reference_examples:
+            break
+    feats = inception.batched_features(params, np.concatenate(images), f.batch_size)
+    return fid.statistics(feats)
+
+
+def _reference_key(config) -> str:
+    f = config.fid
+    key = [config.data.name, config.data.train_split if f.reference == "train" else config.data.eval_split,
+           config.data.image_size, f.reference_examples, f.inception_weights]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def run_fid(config, workdir: str) -> dict:
+    """Generates, measures and writes workdir/fid.json; returns its contents."""
+    from ldae_jax.train import pretrain
+
+    check_config(config)
+    f = config.fid
+    run = pretrain.setup_run(config, workdir)
+    step, params = pretrain.restore_params(config, workdir, run)
+    params = multihost_utils.process_allgather(params, tiled=True)
+    out = {"step": step, "num_samples": f.num_samples, "reference": f.reference, "num_steps": f.num_steps,
+           "eta": f.eta, "guidance": f.guidance}
+    if jax.process_index() != 0:
+        return out
+    start, weights = time.perf_counter(), inception.load_inception(f.inception_weights)
+    cache = epath.Path(workdir) / f"fid_reference_{_reference_key(config)}.npz"
+    if cache.exists():
+        with cache.open("rb") as fh, np.load(fh) as npz:
+            ref_mean, ref_cov = npz["mean"], npz["cov"]
+    else:
+        print(f"FID: Inception features of up to {f.reference_examples} {f.reference} images", flush=True)
+        ref_mean, ref_cov = reference_statistics(config, run.builder, weights)
+        with cache.open("wb") as fh:
+            np.savez(fh, mean=ref_mean, cov=ref_cov)
+    print(f"FID: generating {f.num_samples} images ({f.num_steps} steps, eta {f.eta})", flush=True)
+    images = generate.generate_images(
+        run, params, f.num_samples, jax.random.key(config.seed + 1), labels=generate.balanced_labels(
+            run.objective, f.num_samples), num_steps=f.num_steps, eta=f.eta, guidance=f.guidance,
+        batch_size=f.batch_size, progress=f.num_samples > f.batch_size)
+    gen_mean, gen_cov = fid.statistics(inception.batched_features(weights, images, f.batch_size))
+    out["fid"] = fid.frechet_distance(gen_mean, gen_cov, ref_mean, ref_cov)
+    out["seconds"] = time.perf_counter() - start
+    (epath.Path(workdir) / "fid.json").write_text(json.dumps(out, indent=1))
+    print(f"FID {out['fid']:.2f} ({f.num_samples} samples vs {f.reference}) in {out['seconds'] / 60:.1f} min",
+          flush=True)
+    return out
