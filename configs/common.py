@@ -116,6 +116,32 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.probe.base_lr = 1e-3  # lr = base_lr * batch / 256
     c.probe.baselines = "random_init,pixels"  # also probed with the same head and budget; '' for none
     c.probe.feature_batch_size = 1024
+    c.probe.mode = "cached"  # 'cached': features once, head on device (fast) | 'paper': MAE's protocol below
+    c.probe.lars_base_lr = 0.1  # paper mode: LARS (momentum 0.9), lr = 0.1 * batch / 256 (MAE; PAPER.md 4.1)
+    c.probe.warmup_epochs = 10  # paper mode: linear warm-up, then cosine
+    c.probe.checkpoint_every = 1000  # paper mode: steps between saves of the head (resumed on restart)
+
+    c.finetune = ml_collections.ConfigDict()  # end-to-end fine-tuning (PAPER.md 4.2; `python -m ldae_jax.finetune`)
+    c.finetune.init = ""  # '' = the workdir's latest pre-training checkpoint; or an exported .safetensors file
+    c.finetune.t = 10  # the fixed t folded into the LayerNorms; [NOT FOUND], the probe's default
+    c.finetune.epochs = 100.0
+    c.finetune.total_steps = 0  # > 0 overrides epochs
+    c.finetune.batch_size = 1024
+    c.finetune.base_lr = 1e-3  # lr = base_lr * batch / 256: 4e-3 at batch 1024 (the paper's)
+    c.finetune.warmup_epochs = 5.0  # [NOT FOUND]; MAE's
+    c.finetune.weight_decay = 0.05
+    c.finetune.b1 = 0.9
+    c.finetune.b2 = 0.999  # [NOT FOUND] optimizer; AdamW as MAE
+    c.finetune.layer_decay = 0.75  # lr of block i scaled by decay^(depth + 1 - layer); paper: 0.85 B, 0.65 L
+    c.finetune.drop_path = 0.1
+    c.finetune.mixup = 0.8
+    c.finetune.cutmix = 1.0
+    c.finetune.label_smoothing = 0.1  # [NOT FOUND]; MAE's
+    c.finetune.rand_augment = "9,0.5"  # magnitude, magnitude std (2 ops per image); '' = off
+    c.finetune.ema = 0.9999  # EMA of the weights, evaluated beside the raw weights; 0 = off
+    c.finetune.log_every = 100
+    c.finetune.checkpoint_every = 1000
+    c.finetune.eval_batch_size = 1024
 
     c.fid = ml_collections.ConfigDict()  # generation quality (Table 1's FID-50K column; `--mode=fid`)
     c.fid.inception_weights = ""  # the user's Inception-v3 .npz (see ldae_jax/evaluate/inception.py)

@@ -33,13 +33,15 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         if mode in ("all", "pretrain", "pretrain_probe"):
             trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
             out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}
-    except Preempted as stopped:  # during tokenizer training, which saved its state
+            if trained["preempted"]:
+                return out
+        if mode in ("all", "probe", "pretrain_probe"):
+            out["probe"] = probe.run_probe(config, workdir, probe_file)
+    except Preempted as stopped:  # tokenizer training or the paper-protocol probe, which saved their state
         print(f"Preempted: {stopped}", flush=True)
-        out["pretrain"] = {"preempted": True}
-    if out.get("pretrain", {}).get("preempted"):
+        out["preempted"] = True
+        out.setdefault("pretrain", {})["preempted"] = True
         return out
-    if mode in ("all", "probe", "pretrain_probe"):
-        out["probe"] = probe.run_probe(config, workdir, probe_file)
     if mode in ("all", "figure"):
         out["figure"] = denoising.write_denoising_figure(config, workdir)
     if mode == "samples":

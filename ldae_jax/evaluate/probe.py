@@ -13,10 +13,11 @@ import jax
 from etils import epath
 
 from ldae_jax.errors import UserError
-from ldae_jax.evaluate import linear_probe
+from ldae_jax.evaluate import linear_probe, paper_probe
 from ldae_jax.train import pretrain, state as state_lib
 
 BASELINES = ("random_init", "pixels")
+MODES = ("cached", "paper")  # fast cached features (linear_probe) | MAE's protocol with augmentation (paper_probe)
 
 
 def describe(config, step: int, encoder_depth: int) -> dict:
@@ -30,6 +31,8 @@ def describe(config, step: int, encoder_depth: int) -> dict:
 
 def run_probe(config, workdir: str, output: str = "probe.json") -> dict:
     """Top-1 (%) of the linear probe for the run in `workdir` and the configured baselines, saved as `output`."""
+    if config.probe.mode not in MODES:
+        raise UserError(f"probe.mode={config.probe.mode!r} is unknown; choose one of {MODES}")
     baselines = [b for b in config.probe.baselines.split(",") if b]
     unknown = set(baselines) - set(BASELINES)
     if unknown:
@@ -39,29 +42,35 @@ def run_probe(config, workdir: str, output: str = "probe.json") -> dict:
     graphdef = state_lib.model_graph(run.model_cfg)
     p = config.probe
     model_fn = linear_probe.model_features_fn(run, graphdef, t=p.t, noisy=p.noisy, block=p.block, seed=config.seed)
-    candidates = {"l-DAE": lambda images, i: model_fn(params, images, i)}
+    candidates = {"l-DAE": (model_fn, params)}  # name -> (features(params, images, batch_index), params)
     if "random_init" in baselines:
-        init = state_lib.init_params(run.model_cfg, jax.random.key(config.seed))
-        candidates["random_init"] = lambda images, i: model_fn(init, images, i)
+        candidates["random_init"] = (model_fn, state_lib.init_params(run.model_cfg, jax.random.key(config.seed)))
     if "pixels" in baselines:
         pixels = jax.jit(linear_probe.pixel_features)
-        candidates["pixels"] = lambda images, i: pixels(images)
+        candidates["pixels"] = (lambda _, images, i: pixels(images), None)
 
     num_classes = run.builder.info.features["label"].num_classes
     results = {}
-    for name, features in candidates.items():
+    for name, (features, weights) in candidates.items():
         start = time.perf_counter()
         if jax.process_index() == 0:
-            print(f"Probing {name}:", flush=True)
-        train = linear_probe.extract(run, features, config.data.train_split, p.feature_batch_size, "train")
-        test = linear_probe.extract(run, features, config.data.eval_split, p.feature_batch_size, "test")
-        out = linear_probe.train_linear_probe(
-            train, test, num_classes=num_classes, epochs=p.epochs, batch_size=p.batch_size, base_lr=p.base_lr,
-            optimizer=p.optimizer,
-            seed=config.seed,
-        )
+            print(f"Probing {name} ({p.mode} protocol):", flush=True)
+        if p.mode == "paper":
+            out = paper_probe.train_and_evaluate(run, features, weights, num_classes=num_classes, seed=config.seed,
+                                                 state_path=str(epath.Path(workdir) / f"probe_state_{name}.npz"))
+            dim = paper_probe.feature_dim(run, features, weights)
+        else:
+            def cached(images, i, features=features, weights=weights):
+                return features(weights, images, i)
+
+            train = linear_probe.extract(run, cached, config.data.train_split, p.feature_batch_size, "train")
+            test = linear_probe.extract(run, cached, config.data.eval_split, p.feature_batch_size, "test")
+            out = linear_probe.train_linear_probe(
+                train, test, num_classes=num_classes, epochs=p.epochs, batch_size=p.batch_size, base_lr=p.base_lr,
+                optimizer=p.optimizer, seed=config.seed)
+            dim = int(train[0].shape[1])
         out["seconds"] = time.perf_counter() - start
-        out["feature_dim"] = int(train[0].shape[1])
+        out["feature_dim"] = dim
         results[name] = out
         if jax.process_index() == 0:
             print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s",
