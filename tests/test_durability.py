@@ -150,3 +150,19 @@ def test_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
     steps = [int(os.path.basename(p)) for p in glob.glob(str(tmp_path / "run" / "checkpoints" / "[0-9]*"))]
     assert len(steps) == 1 and 4 <= steps[0] < 3000
     assert f"Preempted: checkpoint saved at step {steps[0]}" in outs[0]
+
+
+def test_fields_added_after_a_checkpoint_are_accepted_at_their_defaults():
+    """Old workdirs stay usable when the code gains a config field, as long as it keeps its default."""
+    from configs import quickstart
+    from ldae_jax.train import checkpoint
+
+    config = quickstart.get_config("tiny")
+    current = {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": "h"}
+    older = {"fingerprint": {k: v for k, v in current["fingerprint"].items() if k != "objective.learn_sigma"},
+             "pca_hash": "h"}
+    checkpoint.check_same_run(older, current, "w")
+    config.objective.learn_sigma = True
+    changed = {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": "h"}
+    with pytest.raises(CheckpointMismatchError, match="objective.learn_sigma: checkpoint None vs config True"):
+        checkpoint.check_same_run(older, changed, "w")

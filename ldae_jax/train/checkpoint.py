@@ -87,12 +87,24 @@ class Checkpointer:
         self.manager.close()
 
 
+def _defaults():
+    from configs import common
+
+    return common.ldae_base()
+
+
 def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: bool = False) -> None:
-    """Refuse to resume a checkpoint written under a different config or PCA basis (or only warn)."""
+    """Refuse to resume a checkpoint written under a different config or PCA basis (or only warn).
+
+    A field the checkpoint does not know, set to its default, is not a difference: it was added to the code
+    after the checkpoint was written, and its default keeps the behaviour the checkpoint was trained with.
+    """
     diffs = []
     old_fp, new_fp = saved.get("fingerprint", {}), current["fingerprint"]
+    defaults = config_fingerprint(_defaults())
     for key in sorted(set(old_fp) | set(new_fp)):
-        if old_fp.get(key) != new_fp.get(key):
+        added_later = key not in old_fp and key in defaults and new_fp.get(key) == defaults[key]
+        if old_fp.get(key) != new_fp.get(key) and not added_later:
             diffs.append(f"{key}: checkpoint {old_fp.get(key)!r} vs config {new_fp.get(key)!r}")
     if saved.get("pca_hash") != current["pca_hash"]:
         diffs.append(f"pca basis hash: checkpoint {saved.get('pca_hash')} vs workdir {current['pca_hash']}")
