@@ -7,7 +7,8 @@ import time
 
 from ldae_jax.errors import Preempted
 
-MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples", "fid")
+MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_probe", "samples", "fid", "finetune",
+         "export")
 
 
 def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False,
@@ -48,6 +49,14 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
         out["figure"] = samples.write_samples_figure(config, workdir)
     if mode == "fid":
         out["fid"] = fid_eval.run_fid(config, workdir)
+    if mode == "finetune":
+        from ldae_jax.train import finetune
+
+        out["finetune"] = finetune.finetune(config, workdir)
+    if mode == "export":
+        from ldae_jax import export
+
+        out["export"] = export.export_run(config, workdir)
     out["seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
         if "figure" in out:

@@ -184,8 +184,10 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
                    augment: str, seed: int, start_step: int = 0, process_index: int | None = None,
                    process_count: int | None = None, flip: bool = False,
                    scale: Sequence[float] = MAE_SCALE, ratio: Sequence[float] = MAE_RATIO,
-                   shuffle_buffer: int = 50_000) -> Iterator[dict]:
+                   shuffle_buffer: int = 50_000, rand_augment: tuple[float, float] | None = None) -> Iterator[dict]:
     """Infinite host-local batches {"image": uint8 [b, S, S, C], "label": int32 [b]}, b = global / processes.
+
+    `rand_augment` (magnitude, magnitude std) adds RandAugment after the crop and flip (fine-tuning).
 
     Each epoch yields `num_examples(host slice) // b` batches (the remainder is dropped), so step k is at
     (epoch, offset) = divmod(k, steps_per_epoch) and `start_step=k` gives exactly the batches an uninterrupted
@@ -204,6 +206,8 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
         raise DataError(f"{builder.name} {split!r} gives each of {process_count} processes {host_examples} examples, "
                         f"fewer than one host batch of {batch}; use a smaller batch or a larger split.")
     decode = _decode_train(feature, image_size, augment, flip, scale, ratio)
+    if rand_augment is not None:
+        from ldae_jax.data import augment as augment_lib  # here: augment imports this module
 
     def epoch_dataset(epoch: int, first_step: int) -> tf.data.Dataset:
         shuffle_seed, *aug_seed = np.random.SeedSequence([seed, process_index, epoch]).generate_state(3)
@@ -217,7 +221,11 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
         ds = ds.skip(skip).enumerate(start=skip)
 
         def example(i, ex):
-            image = decode(ex["image"], tf.random.experimental.stateless_fold_in(aug_seed, i))
+            example_seed = tf.random.experimental.stateless_fold_in(aug_seed, i)
+            image = decode(ex["image"], example_seed)
+            if rand_augment is not None:
+                image = augment_lib.rand_augment(image, tf.random.experimental.stateless_fold_in(example_seed, 2),
+                                                 magnitude=rand_augment[0], magnitude_std=rand_augment[1])
             return {"image": image, "label": tf.cast(ex["label"], tf.int32)}
 
         ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The evaluation protocols side by side on one small l-DAE checkpoint (Fashion-MNIST, CPU): the fast cached
+# probe, the paper-protocol probe (same epochs and batch), and fine-tuning. Results: docs/protocols_small.md.
+# Needs the ladder run of t3.step5 first:
+#   .venv/bin/python -m ldae_jax.ladder --rows=t3.step5 --scale=small --workdir=workdirs/ladder_small
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKDIR=${WORKDIR:-workdirs/ladder_small/t3.step5/seed0}
+CONFIG=configs/ladder/rows.py:row=t3.step5,scale=small
+run() { .venv/bin/python -m ldae_jax.main --config="$CONFIG" --workdir="$WORKDIR" "$@"; }
+run --mode=probe --config.probe.mode=cached --probe_file=probe_cached.json
+run --mode=probe --config.probe.mode=paper --probe_file=probe_paper.json
+# Fine-tuning: the paper's recipe with the length scaled to this data (10 epochs, 1 warm-up, batch 256).
+run --mode=finetune --config.finetune.epochs=10 --config.finetune.warmup_epochs=1 \
+  --config.finetune.batch_size=256 --config.finetune.eval_batch_size=1000 --config.finetune.log_every=200
