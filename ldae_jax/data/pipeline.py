@@ -48,8 +48,9 @@ def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     if not builder.is_prepared():
         root = builder.data_dir_root
         if name == "imagenet2012":
-            how = (f"place the manual-download tars (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar) in "
-                   f"{root}/downloads/manual/ and run `tfds build imagenet2012 --data_dir={root}`")
+            how = (f"put the two manual-download tars from image-net.org, ILSVRC2012_img_train.tar (138 GB) and "
+                   f"ILSVRC2012_img_val.tar (6.3 GB), in {root}/downloads/manual/, then run `tfds build "
+                   f"imagenet2012 --data_dir={root}` (about 150 GB more disk; README 'ImageNet data' has the steps)")
         else:
             how = (f"run `tfds build {name} --data_dir={root}` on a machine with internet access and copy "
                    f"{root}/{name} here")

@@ -152,7 +152,9 @@ def finetune(config, workdir: str) -> dict:
     root = epath.Path(workdir) / "finetune"
     root.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint.Checkpointer(str(root / "checkpoints"), keep=2)
-    meta = {"fingerprint": checkpoint.config_fingerprint(config), "finetune": f.to_dict()}
+    meta = pretrain.run_meta(config, run)  # the pre-training it starts from, and its recipe (changes refused)
+    meta["fingerprint"].update({f"finetune.{k}": v for k, v in f.items()
+                                if k not in ("log_every", "checkpoint_every", "eval_batch_size")})
     params = None
     if ckpt.latest_step() is None:
         params = initial_params(config, workdir, run, num_classes, ccfg)
