@@ -57,6 +57,10 @@ def test_recipe_runs_every_program_on_mock_imagenet(tmp_path, mock_root):
     assert 0 <= paper["test_top1"] <= 100 and paper["steps"] == 40 // 8
     tuned = stages.run(shrunk(mock_root), workdir, "finetune")["finetune"]
     assert set(tuned["top1"]) == {"final", "ema"} and tuned["step"] == 2
+    exported = stages.run(shrunk(mock_root), workdir, "export")["export"]
+    assert exported["timm_kwargs"]["patch_size"] == 16 and exported["timm_kwargs"]["img_size"] == 256
+    again = stages.run(shrunk(mock_root, finetune__init=exported["path"]), str(tmp_path / "from_file"), "finetune")
+    assert again["finetune"]["step"] == 2  # fine-tuned from the exported file, without the pre-training run
 
 
 def test_finetune_config_mistakes_are_user_errors(tmp_path, mock_root):
