@@ -1,8 +1,5 @@
 """Fine-tuning: layer-wise lr decay as the optimizer applies it, and exact resumption after a SIGTERM."""
 
-import os
-import signal
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +11,7 @@ from configs import quickstart
 from ldae_jax import stages
 from ldae_jax.models import classifier
 from ldae_jax.train import finetune
+from tests.preemption_helpers import sigterm_at_batch
 from tests.test_data import needs_debian_files
 
 
@@ -43,13 +41,7 @@ def test_finetuning_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
     expected = stages.run(config, whole, "finetune")["finetune"]
     original = finetune.pipeline.train_iterator
 
-    def killed_at_step_2(*args, **kwargs):
-        for i, batch in enumerate(original(*args, **kwargs)):
-            if i == 1 and kwargs.get("start_step", 0) == 0:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield batch
-
-    monkeypatch.setattr(finetune.pipeline, "train_iterator", killed_at_step_2)
+    monkeypatch.setattr(finetune.pipeline, "train_iterator", sigterm_at_batch(original, 1))
     assert stages.run(config, cut, "finetune")["finetune"] == {"preempted": True, "step": 2}
     monkeypatch.setattr(finetune.pipeline, "train_iterator", original)
     resumed = stages.run(config, cut, "finetune")["finetune"]

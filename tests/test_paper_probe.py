@@ -3,7 +3,6 @@ the same program as the cached probe, and a SIGTERM in the middle resumes to exa
 
 import json
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from configs import quickstart
 from ldae_jax import stages
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import paper_probe
+from tests.preemption_helpers import sigterm_at_batch
 from tests.test_data import needs_debian_files
 
 
@@ -32,13 +32,7 @@ def test_paper_probe_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
 
     original = paper_probe.pipeline.train_iterator
 
-    def killed_at_step_3(*args, **kwargs):
-        for i, batch in enumerate(original(*args, **kwargs)):
-            if i == 3 and kwargs.get("start_step", 0) == 0:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield batch
-
-    monkeypatch.setattr(paper_probe.pipeline, "train_iterator", killed_at_step_3)
+    monkeypatch.setattr(paper_probe.pipeline, "train_iterator", sigterm_at_batch(original, 3))
     out = stages.run(config, cut, "probe")
     assert out["preempted"] and os.path.exists(os.path.join(cut, "probe_state_l-DAE.npz"))
     monkeypatch.setattr(paper_probe.pipeline, "train_iterator", original)
