@@ -145,6 +145,7 @@ def test_every_row_runs_a_few_steps(tmp_path, vgg16_file):
     assert all(ladder.gather(planned, str(tmp_path)).values())
 
 
+@pytest.mark.slow
 @needs_debian_files
 def test_samples_figure_of_a_class_conditional_row(tmp_path):
     from PIL import Image
@@ -163,6 +164,7 @@ def test_fid_needs_the_inception_weights_before_any_compute(tmp_path):
         stages.run(rows_lib.get_config("row=t1.row5,scale=tiny"), str(tmp_path), "fid")
 
 
+@pytest.mark.slow
 @needs_debian_files
 def test_runner_measures_fid_with_user_inception_weights(tmp_path, capsys):
     """Random Inception weights stand in for the user's file: the number is meaningless, the plumbing is not."""

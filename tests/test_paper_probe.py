@@ -21,6 +21,7 @@ def paper_config():
     return c
 
 
+@pytest.mark.slow
 @needs_debian_files
 def test_paper_probe_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
     config = paper_config()

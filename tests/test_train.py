@@ -38,7 +38,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("data,fsdp", [(8, 1), (2, 4)])
+@pytest.mark.parametrize("data,fsdp", [pytest.param(8, 1, marks=pytest.mark.slow), (2, 4)])
 def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
     """Real separate processes on localhost (JAX CPU collectives), 4 devices each, against 1 device here."""
     out = tmp_path / "run.npz"
