@@ -29,6 +29,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.name = "imagenet2012"
     c.data.data_dir = ""  # '' = TFDS default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
+    c.data.prepared_dir = ""  # '' = read the source dataset; else a prepared.py cache of uint8 centre crops there
     c.data.image_size = 256
     c.data.augment = "random_resized_crop"  # PAPER 1.6: +0.5 over center crop
     c.data.flip = False  # [open] DiT flips; the paper does not say

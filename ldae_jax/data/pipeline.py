@@ -38,8 +38,18 @@ MAE_RATIO = (3 / 4, 4 / 3)
 # ----------------------------------------------------------------------------------------------- builders
 
 
-def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-    """A prepared builder; `fashion_mnist_local` is prepared on demand, the others must already be (no downloads)."""
+def get_builder(name: str, data_dir: str | None, *, prepared_dir: str | None = None, splits=(),
+                image_size: int | None = None) -> tfds.core.DatasetBuilder:
+    """A prepared builder; `fashion_mnist_local` is prepared on demand, the others must already be (no downloads).
+
+    With `prepared_dir` (config `data.prepared_dir`), the `prepared.py` caches of `splits` of `name` at
+    `image_size` instead, behind one builder-like object (a cache holds one split).
+    """
+    if prepared_dir:
+        from ldae_jax.data import prepared  # here: prepared imports this module
+        if not splits or image_size is None:
+            raise DataError("Prepared caches are opened per split and image size; pass splits= and image_size=.")
+        return prepared.open_splits(prepared_dir, name, splits, image_size)
     if name == "fashion_mnist_local":
         return prepared_builder(data_dir)
     if name not in DATASETS:
@@ -130,9 +140,9 @@ def _decode_train(feature: tfds.features.Image, image_size: int, augment: str, f
 
     def decode(data: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if augment == "center_crop":
+        if augment == "center_crop":  # the identity on a prepared cache's [S, S, C] images
             image = center_crop(feature.decode_example(data), image_size)
-        elif feature.encoding_format == "jpeg":
+        elif getattr(feature, "encoding_format", None) == "jpeg":  # a prepared cache's Tensor has none
             window = _crop_window(tf.image.extract_jpeg_shape(data), crop_seed, scale, ratio)
             image = _resize(tf.image.decode_and_crop_jpeg(data, window, channels=channels), image_size, image_size)
         else:
@@ -166,12 +176,29 @@ def _process_and_batch(global_batch_size: int, process_index: int | None,
     return process_index, process_count, global_batch_size // process_count
 
 
+def _is_prepared_image(feature) -> bool:
+    """The image feature of a `prepared.py` cache: already-decoded uint8 [S, S, C] stored as raw bytes."""
+    return (isinstance(feature, tfds.features.Tensor) and feature.np_dtype == np.uint8 and len(feature.shape) == 3
+            and None not in feature.shape)
+
+
 def _check_image_args(builder: tfds.core.DatasetBuilder, image_size: int, augment: str,
-                      scale: Sequence[float], ratio: Sequence[float]) -> tfds.features.Image:
+                      scale: Sequence[float], ratio: Sequence[float]) -> tfds.features.Image | tfds.features.Tensor:
+    """The image feature: an Image, or a prepared cache's uint8 Tensor of side `image_size`.
+
+    On a cache `center_crop` is the identity, but `random_resized_crop` crops the stored S-px centre square and
+    resizes it: unlike the JPEG path, which crops the full-resolution image, it never sees the long side's ends and
+    upsamples small crops from S px, not from the original resolution.
+    """
     features = builder.info.features
-    if not {"image", "label"} <= set(features.keys()) or not isinstance(features["image"], tfds.features.Image):
+    if not {"image", "label"} <= set(features.keys()) or not (
+            isinstance(features["image"], tfds.features.Image) or _is_prepared_image(features["image"])):
         raise DataError(f"{builder.name} has features {list(features.keys())}; an 'image' Image and a 'label' "
                         "are needed.")
+    if _is_prepared_image(features["image"]) and tuple(features["image"].shape[:2]) != (image_size, image_size):
+        raise DataError(f"{builder.name} {builder.builder_config.name if builder.builder_config else ''} holds "
+                        f"{features['image'].shape[0]} px images, not image_size={image_size}; prepare a cache "
+                        "at this size.")
     if image_size < 1:
         raise DataError(f"image_size={image_size} must be positive.")
     if augment not in AUGMENTS:
@@ -213,7 +240,9 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
     def epoch_dataset(epoch: int, first_step: int) -> tf.data.Dataset:
         shuffle_seed, *aug_seed = np.random.SeedSequence([seed, process_index, epoch]).generate_state(3)
         aug_seed = tf.constant(np.array(aug_seed, np.int64))
-        read_config = tfds.ReadConfig(shuffle_seed=int(shuffle_seed), try_autocache=False, options=_options())
+        # No ordering guard: a prepared cache is stored in source order (for eval), training still shuffles it.
+        read_config = tfds.ReadConfig(shuffle_seed=int(shuffle_seed), try_autocache=False, options=_options(),
+                                      enable_ordering_guard=False)
         ds = builder.as_dataset(split=host_split, shuffle_files=True, read_config=read_config,
                                 decoders={"image": tfds.decode.SkipDecoding()})
         ds = ds.shuffle(min(shuffle_buffer, host_examples), seed=int(shuffle_seed))

@@ -45,7 +45,9 @@ def setup_run(config, workdir: str) -> Run:
     tok_lib.check_config(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     sharding.check_batch(config.train.batch_size, mesh)
-    builder = pipeline.get_builder(config.data.name, config.data.data_dir or None)
+    builder = pipeline.get_builder(config.data.name, config.data.data_dir or None,
+                                   prepared_dir=config.data.prepared_dir or None, image_size=config.data.image_size,
+                                   splits=(config.data.train_split, config.data.eval_split))
     objective = objectives.objective_from(config, builder.info.features["label"].num_classes)
     tokenizer = tok_lib.fit_or_load(config, workdir, builder)
     in_dim, out_dim = objective.dims(tokenizer)
