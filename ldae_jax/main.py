@@ -27,6 +27,7 @@ config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (op
 flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
 flags.DEFINE_enum("mode", "all", list(stages.MODES), "Which stage(s) to run ('pca' is another name for 'tokenizer').")
 flags.DEFINE_string("probe_file", "probe.json", "File in the workdir that the probe result is written to.")
+flags.DEFINE_bool("dry_run", False, "Check the command and the config (no data, devices or workdir), then stop.")
 flags.DEFINE_bool("allow_config_change", False, "Resume a checkpoint written under a different config (warns).")
 flags.DEFINE_bool("multihost", False, "Join a multi-host job auto-detected by JAX (TPU pods, SLURM).")
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for other multi-process jobs.")
@@ -47,6 +48,11 @@ def main(argv):
     from ldae_jax.train import pretrain
 
     try:
+        if FLAGS.dry_run:
+            config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
+            stages.check(config, FLAGS.mode)
+            print(f"dry run: the command and config are valid; --mode={FLAGS.mode} would write to {FLAGS.workdir}")
+            return
         from ldae_jax.train import distributed
 
         distributed.initialize(

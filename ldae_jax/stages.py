@@ -11,22 +11,36 @@ MODES = ("all", "tokenizer", "pca", "pretrain", "probe", "figure", "pretrain_pro
          "export")
 
 
+def check(config, mode: str) -> None:
+    """The mistakes that can be found without data or devices (fields, tokenizer, FID and fine-tuning settings);
+    `run` calls it first, `main --dry_run` only it."""
+    from configs import common
+    from ldae_jax import config_lib
+    from ldae_jax.evaluate import fid_eval
+    from ldae_jax.tokenizers import tokenizer as tok_lib
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
+    config_lib.check_fields(config, common.ldae_base())
+    tok_lib.check_config(config)
+    if mode == "fid":
+        fid_eval.check_config(config)
+    if mode == "finetune":
+        from ldae_jax.train import finetune
+
+        finetune.check_config(config)
+
+
 def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = False,
         probe_file: str = "probe.json") -> dict:
     """Run the stages of `mode`; importable from a notebook. The probe result goes to `workdir/probe_file`."""
     import jax
 
-    from configs import common
-    from ldae_jax import config_lib
     from ldae_jax.evaluate import fid_eval, probe
     from ldae_jax.train import pretrain
     from ldae_jax.viz import denoising, samples
 
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is unknown; choose one of {MODES}")
-    config_lib.check_fields(config, common.ldae_base())
-    if mode == "fid":
-        fid_eval.check_config(config)  # before any compute
+    check(config, mode)
     out, start = {}, time.perf_counter()
     try:
         if mode in ("tokenizer", "pca"):

@@ -213,6 +213,12 @@ def main(argv) -> None:
         raise DataError(f"Unexpected arguments {argv[1:]}.")
     if not FLAGS.out_dir:
         raise DataError("--out_dir is required.")
+    if FLAGS.image_size < 1 or FLAGS.batch_size < 1:
+        raise DataError(f"--image_size={FLAGS.image_size} and --batch_size={FLAGS.batch_size} must be positive.")
+    if FLAGS.dry_run:
+        name = config_name(FLAGS.dataset, FLAGS.split, FLAGS.image_size)
+        print(f"dry run: the arguments are valid; would write {name} into {FLAGS.out_dir}")
+        return
     builder = pipeline.get_builder(FLAGS.dataset, FLAGS.data_dir or None)
     prepared = prepare(builder, FLAGS.split, FLAGS.out_dir, FLAGS.image_size, batch_size=FLAGS.batch_size)
     print(f"Done: {prepared.data_dir}; train with data.prepared_dir={FLAGS.out_dir}.")
@@ -228,6 +234,7 @@ def _run() -> None:
     flags.DEFINE_integer("image_size", 256, "Side of the stored centre crops.")
     flags.DEFINE_string("out_dir", "", "Where the cache is written (a TFDS data_dir).")
     flags.DEFINE_integer("batch_size", 256, "Decode batch size.")
+    flags.DEFINE_bool("dry_run", False, "Check the arguments without reading any data, then stop.")
 
     def guarded(argv):
         try:
