@@ -21,7 +21,8 @@ from absl import app, flags, logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("rows", "t3.*", "Comma-separated row names or patterns (see configs/ladder/rows.py).")
-flags.DEFINE_enum("scale", "small", ["small", "paper", "tiny"], "small: Fashion-MNIST on CPU; paper: ImageNet.")
+flags.DEFINE_enum("scale", "small", ["small", "paper", "tiny", "cifar"],
+                  "small: Fashion-MNIST on CPU; cifar: the same on CIFAR-10 (TFDS, prepared); paper: ImageNet.")
 flags.DEFINE_list("seeds", ["0"], "Seeds to run each row with.")
 flags.DEFINE_string("workdir", "workdirs/ladder", "Root directory; each run goes to workdir/ROW/seedN.")
 flags.DEFINE_enum("launch", "local", ["local", "print", "report"],

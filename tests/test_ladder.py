@@ -181,3 +181,17 @@ def test_runner_measures_fid_with_user_inception_weights(tmp_path, capsys):
     assert "paper FID-50K" in text and f"{fids['t1.sigma'][0]:.1f} |" in text
     ladder.print_commands(planned, str(tmp_path), "tiny", inception=weights)
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith("--mode=fid")
+
+
+def test_cifar_scale_runs_a_row_on_mock_cifar10(tmp_path, mock_root):
+    """scale=cifar: the small recipe on CIFAR-10's geometry (32 px RGB, 16 tokens of D = 192), a few steps."""
+    config = rows_lib.get_config("row=t2.pca.d16,scale=cifar")
+    assert (config.data.name, config.data.image_size, config.pca.patch_size, config.pca.d) == ("cifar10", 32, 8, 4)
+    pixel = rows_lib.get_config("row=f5.pixel.r128,scale=cifar")
+    assert (pixel.data.image_size, pixel.pca.patch_size, pixel.pca.d) == (16, 4, 48)
+    config.data.data_dir = mock_root
+    config.pca.num_patches = 500
+    config.train.update(batch_size=8, total_steps=2, log_every=1, checkpoint_every=2)
+    config.probe.update(epochs=1, batch_size=16, feature_batch_size=8)
+    result = stages.run(config, str(tmp_path / "run"), "pretrain_probe")
+    assert 0 <= result["probe"]["results"]["l-DAE"]["test_top1"] <= 100

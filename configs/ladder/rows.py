@@ -8,6 +8,8 @@ uses no augmentation); `scale=small` runs on the embedded Fashion-MNIST on a CPU
 (28 px, 7x7 patches so 16 tokens of D = 49, a 2 + 2 block width-96 network, 600 steps at batch 128). Latent
 sizes shrink with the patch: small d = paper d / 4 (paper d = 32 of D = 768 -> d = 8 of D = 49), and Figure 5's pixel tokenizer keeps
 16 tokens at 28/16/8/4 px (patches 7/4/2/1) for the paper's 256/128/64/32 px (patches 16/8/4/2).
+`scale=cifar` is the small recipe on CIFAR-10 (TFDS `cifar10`, prepared beforehand): 32 px RGB, 8x8 patches, so
+16 tokens of D = 192 = 768 / 4, the same small d, and pixel rows at 32/16/8/4 px (patches 8/4/2/1).
 
 Table 1's rows use the convolutional VAE tokenizer; rows 1-2 train it with a perceptual loss on VGG16 features,
 whose weights the user provides (`vgg16=PATH` here, `--vgg16` in the runner). Table 1's two claims that do not
@@ -36,9 +38,10 @@ class Row:
 
 ROWS: dict[str, Row] = {}
 
-SCALES = ("small", "paper", "tiny")  # tiny: the small rows cut to a few steps, for tests
-SMALL_D = {8: 2, 16: 4, 32: 8, 64: 16, 128: 32}  # paper d -> small d (D = 768 -> 49)
+SCALES = ("small", "paper", "tiny", "cifar")  # tiny: the small rows cut to a few steps, for tests
+SMALL_D = {8: 2, 16: 4, 32: 8, 64: 16, 128: 32}  # paper d -> small d (D = 768 -> 49 or 192)
 PIXEL = {256: (16, 28, 7), 128: (8, 16, 4), 64: (4, 8, 2), 32: (2, 4, 1)}  # res -> (paper patch, small px, patch)
+PIXEL_CIFAR = {256: (32, 8), 128: (16, 4), 64: (8, 2), 32: (4, 1)}  # res -> (cifar px, patch): 16 tokens each
 
 
 def _row(name, parent, change, paper, apply=lambda c, s: None, paper_fid=None):
@@ -93,8 +96,8 @@ def _conv(c, scale):
         c.tokenizer.adversarial_start = 25_000
     else:
         c.data.image_size = 32
-        c.tokenizer.update(conv_stride=4, conv_width=32, conv_steps=1500 if scale == "small" else 4, conv_lr=1e-3,
-                           adversarial_start=500 if scale == "small" else 2)
+        c.tokenizer.update(conv_stride=4, conv_width=32, conv_steps=4 if scale == "tiny" else 1500, conv_lr=1e-3,
+                           adversarial_start=2 if scale == "tiny" else 500)
 
 
 _row("t1.row1", None, "DiT: conv VAE with perceptual + adversarial losses, class-conditional, DDPM schedule", 57.5,
@@ -131,8 +134,9 @@ def _pixel(res):
     def apply(c, scale):
         paper_patch, small_px, small_patch = PIXEL[res]
         c.tokenizer.kind = "pixel"
-        c.data.image_size, c.pca.patch_size = (res, paper_patch) if scale == "paper" else (small_px, small_patch)
-        c.pca.d = c.pca.patch_size**2 * 3 if scale == "paper" else c.pca.patch_size**2
+        c.data.image_size, c.pca.patch_size = {"paper": (res, paper_patch), "cifar": PIXEL_CIFAR[res]}.get(
+            scale, (small_px, small_patch))
+        c.pca.d = c.pca.patch_size**2 * (1 if c.data.name == "fashion_mnist_local" else 3)
     return apply
 
 
@@ -192,10 +196,13 @@ def base(scale: str):
     c.data.augment = "center_crop"  # the ladder's pre-training uses no augmentation (PAPER.md 1)
     if scale == "paper":
         return c
-    c.data.name = "fashion_mnist_local"
-    c.data.image_size = 28
     c.data.eval_split = "test"
-    c.pca.patch_size = 7
+    if scale == "cifar":  # the small recipe on CIFAR-10: 32 px RGB, 8x8 patches, so 16 tokens of D = 192
+        c.data.update(name="cifar10", image_size=32)
+        c.pca.patch_size = 8
+    else:
+        c.data.update(name="fashion_mnist_local", image_size=28)
+        c.pca.patch_size = 7
     c.pca.num_patches = 200_000
     c.tokenizer.ae_steps = 2000
     c.model.update(size="mini", width=96, num_heads=4, encoder_depth=2, decoder_depth=2, dtype="float32")
