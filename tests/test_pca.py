@@ -256,3 +256,23 @@ def test_load_other_d_and_whiten_when_unchecked(saved):
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         pca_lib.load(str(tmp_path / "nope.npz"), **CONFIG)
+
+
+def test_float32_patches_take_the_fast_path_to_the_same_basis(data):
+    """float32 input: chunked float32 products with float64 sums (pca._F32_CHUNK) give the float64 basis."""
+    shifted = data + 5.0  # a large mean: the chunk shift must keep float32 rounding off the covariance
+    x32 = shifted.astype(np.float32)
+    ref = _fit(x32.astype(np.float64))
+    acc = pca_lib.CovarianceAccumulator(D)
+    for chunk in np.array_split(x32, 3):
+        acc.update(chunk)
+    fast = pca_lib.fit(acc, patch_size=P, channels=C, d=D, whiten=False)
+    np.testing.assert_allclose(fast.eigenvalues, ref.eigenvalues, rtol=1e-4)
+    np.testing.assert_allclose(fast.mean, ref.mean, rtol=1e-6)
+    for k in (1, 4):
+        np.testing.assert_allclose(fast.components[:k].T @ fast.components[:k], ref.components[:k].T @ ref.components[:k],
+                                   atol=1e-5)
+    bad = x32.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        pca_lib.CovarianceAccumulator(D).update(bad)

@@ -1,7 +1,7 @@
 """Fit the patch-PCA basis of a run from its train split, or load the one already in the workdir.
 
 Images come from a seeded, shuffled stream of center crops; up to 16 grid-aligned patches are drawn from each
-until `num_patches` are in the float64 covariance. Each process reads its own slice of the split and
+until `num_patches` are in the covariance (float32 products, float64 sums: `pca.CovarianceAccumulator`). Each process reads its own slice of the split and
 accumulates its share; the sums are added across processes, so every host computes the same basis from all
 of them (checked by comparing the content hash across hosts).
 """
@@ -37,7 +37,7 @@ def host_patches(config, builder):
     rng = np.random.default_rng(config.seed + 1_000_003 * jax.process_index())  # distinct draws per host
     done = 0
     while done < n:
-        images = pipeline.normalize_images(next(stream)["image"].astype(np.float64))
+        images = pipeline.normalize_images(next(stream)["image"])  # float32: the accumulator's fast path
         take = min(n - done, per_image * images.shape[0])
         done += take
         yield pca_lib.sample_patches(images, p, take, rng)
