@@ -39,9 +39,11 @@ def _run_row(row: str, config, config_for) -> str:
     return row
 
 
-def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "") -> list[PlannedRun]:
+def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
+         check: bool = True) -> list[PlannedRun]:
     """Every (row, seed), each config built and checked, so a mistake stops the ladder before any compute.
-    With `inception` (the Inception-v3 weights) every run is also measured by FID."""
+    With `inception` (the Inception-v3 weights) every run is also measured by FID. `check=False` skips the checks,
+    for reading results that exist (e.g. rows that needed the VGG16 weights when they ran)."""
     from configs import common
     from configs.ladder import rows as rows_lib
     from ldae_jax import config_lib, objectives
@@ -55,11 +57,12 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
 
         for row in rows:
             config = config_for(row)
-            config_lib.check_fields(config, common.ldae_base())
-            tok_lib.check_config(config)
-            objectives.objective_from(config, num_classes=10)
-            if inception:
-                fid_eval.check_config(config)
+            if check:
+                config_lib.check_fields(config, common.ldae_base())
+                tok_lib.check_config(config)
+                objectives.objective_from(config, num_classes=10)
+                if inception:
+                    fid_eval.check_config(config)
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"

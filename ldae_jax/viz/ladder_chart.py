@@ -3,22 +3,17 @@ paper's (ImageNet) on the left and ours on the right, in the same row order, wit
 
 from __future__ import annotations
 
-import io
 import statistics
 import textwrap
 
-from etils import epath
+from ldae_jax.viz import png
 
 
 def bar_chart(results: dict, path: str, scale: str, trajectory: list[str], paper_values: dict) -> bool:
     """Figure 6 style: one horizontal bar per trajectory row, paper and ours side by side; False if nothing to draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from configs.ladder import rows as rows_lib
 
+    plt = png.pyplot()
     rows = [r for r in trajectory if results.get(r)]
     if not rows:
         return False
@@ -41,8 +36,5 @@ def bar_chart(results: dict, path: str, scale: str, trajectory: list[str], paper
         ax.set_yticks(ys)
         ax.set_yticklabels(labels, fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    epath.Path(path).write_bytes(buffer.getvalue())
+    png.save_figure(fig, path)
     return True

@@ -3,8 +3,6 @@ class-conditional model. The paper judges generation by FID (Table 1); this is t
 
 from __future__ import annotations
 
-import io
-
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -16,6 +14,7 @@ from etils import epath  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
 from ldae_jax.evaluate import generate  # noqa: E402
+from ldae_jax.viz import png  # noqa: E402
 
 
 def write_samples_figure(config, workdir: str, *, rows: int = 4, per_row: int = 8, num_steps: int = 50,
@@ -43,8 +42,4 @@ def write_samples_figure(config, workdir: str, *, rows: int = 4, per_row: int = 
         how += f", one class per row, guidance {guidance}"
     fig.suptitle(f"samples at step {step} ({how})", fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    path.write_bytes(buffer.getvalue())
-    return str(path)
+    return png.save_figure(fig, str(path), dpi=100)

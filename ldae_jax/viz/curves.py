@@ -1,0 +1,79 @@
+"""Training curves of a run: pre-training loss, learning rate and throughput from `metrics.jsonl`, the linear
+probe's loss per epoch from `probe.json`, and the same for fine-tuning (`finetune/metrics.jsonl`,
+`finetune.json`) when the run has one."""
+
+from __future__ import annotations
+
+import json
+
+from etils import epath
+
+from ldae_jax.errors import UserError
+from ldae_jax.viz import png
+
+
+def read_metrics(path) -> list[dict]:
+    """The lines of a `metrics.jsonl` ({'step': ..., scalar: ...} each), in step order; [] when missing."""
+    path = epath.Path(path)
+    if not path.exists():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(lines, key=lambda m: m["step"])
+
+
+def _read_json(path):
+    path = epath.Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _plot_row(axes, lines: list[dict], what: str, note: str = "") -> None:
+    """Loss (log scale when it spans more than 10x), learning rate and images/s against the step."""
+    steps = [m["step"] for m in lines]
+    for ax, key, label, log in ((axes[0], "loss", "loss", True), (axes[1], "lr", "learning rate", False),
+                                (axes[2], "images_per_s", "images / s", False)):
+        values = [m.get(key) for m in lines]
+        if any(v is None for v in values):
+            ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
+            continue
+        ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3)
+        ax.set_title(f"{what}: {label}" + (f"\n{note}" if note and key == "loss" else ""), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        if log and min(values) > 0 and max(values) > 10 * min(values):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+
+
+def _plot_probe(ax, probe: dict) -> None:
+    for name, result in probe["results"].items():
+        losses = result.get("epoch_losses") or []
+        if losses:
+            ax.plot(range(1, len(losses) + 1), losses, label=f"{name}: {result['test_top1']:.1f}%")
+    ax.set_title(f"linear probe (step {probe.get('step', '?')}): train loss", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.legend(fontsize=7, title="test top-1", title_fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def write_curves_figure(workdir: str, path: str) -> str:
+    plt = png.pyplot()
+
+    root = epath.Path(workdir)
+    pretrain = read_metrics(root / "metrics.jsonl")
+    if not pretrain:
+        raise UserError(f"{root / 'metrics.jsonl'} not found or empty: pre-train first (--mode=pretrain)")
+    finetune = read_metrics(root / "finetune" / "metrics.jsonl")
+    probe, finetune_result = _read_json(root / "probe.json"), _read_json(root / "finetune.json")
+    rows, cols = 1 + bool(finetune), 3 + (probe is not None)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    _plot_row(axes[0], pretrain, "pre-training")
+    if probe is not None:
+        _plot_probe(axes[0, 3], probe)
+    if finetune:
+        note = ""
+        if finetune_result:
+            note = "top-1: " + ", ".join(f"{k} {v:.1f}%" for k, v in finetune_result["top1"].items())
+        _plot_row(axes[1], finetune, "fine-tuning", note)
+        if cols == 4:
+            axes[1, 3].axis("off")
+    fig.tight_layout()
+    return png.save_figure(fig, path)

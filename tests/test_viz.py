@@ -1,0 +1,148 @@
+"""The figures of `python -m ldae_jax.viz`: each drawn from a tiny run or a fake ladder root and not blank; what
+cannot be drawn from a workdir is skipped with its reason under --figures=all and a one-line error by name."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import quickstart
+from configs.ladder import rows as rows_lib
+from ldae_jax import stages
+from ldae_jax.errors import UserError
+from ldae_jax.tokenizers import patch_ae
+from ldae_jax.viz import figures
+
+from test_data import needs_debian_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_FIGURES = {"schedules", "filters", "noise", "denoising", "curves"}
+LADDER_FIGURES = {"schedules", "latent_dim", "ladder"}
+
+
+def tiny_config(**overrides):
+    config = quickstart.get_config("tiny")
+    config.mesh.data = 1
+    config.train.update(total_steps=4, log_every=2, checkpoint_every=4)
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        config[section][field] = value
+    return config
+
+
+def assert_not_blank(path):
+    picture = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    assert picture.shape[0] > 100 and picture.shape[1] > 100, path
+    assert picture.std() > 10, path
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 2, path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 4-step pre-training (PCA, checkpoint, metrics), plus a made-up fine-tuning log for the curves."""
+    workdir = str(tmp_path_factory.mktemp("viz") / "run")
+    stages.run(tiny_config(), workdir, "pretrain")
+    os.makedirs(os.path.join(workdir, "finetune"))
+    with open(os.path.join(workdir, "finetune", "metrics.jsonl"), "w") as f:
+        for step in (2, 4):
+            f.write(json.dumps({"step": step, "loss": 2.0 / step, "lr": 1e-3 * step, "images_per_s": 100.0}) + "\n")
+    with open(os.path.join(workdir, "finetune.json"), "w") as f:
+        json.dump({"step": 4, "top1": {"final": 40.0, "ema": 30.0}}, f)
+    return workdir
+
+
+@needs_debian_files
+def test_every_run_figure_from_a_tiny_run(tiny_run, tmp_path):
+    out = figures.draw(tiny_run, "all", str(tmp_path / "figs"), log=lambda line: None)
+    assert set(out["written"]) == RUN_FIGURES
+    assert set(out["skipped"]) == {"latent_dim", "ladder"}
+    assert "ladder root" in out["skipped"]["ladder"]
+    for path in out["written"].values():
+        assert_not_blank(path)
+    assert not [f for f in os.listdir(tmp_path / "figs") if f.endswith(".tmp")]
+    # The default folder is WORKDIR/figures.
+    assert figures.draw(tiny_run, "schedules", log=lambda line: None)["written"]["schedules"] == \
+        os.path.join(tiny_run, "figures", "schedules.png")
+
+
+def test_schedules_need_no_workdir(tmp_path):
+    out = figures.draw(None, "all", str(tmp_path), log=lambda line: None)
+    assert list(out["written"]) == ["schedules"]
+    assert_not_blank(out["written"]["schedules"])
+    with pytest.raises(UserError, match="needs a single run"):
+        figures.draw(None, "denoising", str(tmp_path))
+    with pytest.raises(UserError, match="--out_dir"):
+        figures.draw(None, "schedules")
+
+
+def _fake_run(workdir, **overrides):
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(tiny_config(**overrides).to_json())
+    return workdir
+
+
+def test_filters_of_a_patch_ae_and_the_kinds_without_a_basis(tmp_path):
+    workdir = _fake_run(str(tmp_path / "ae"), tokenizer__kind="patch_ae")
+    rng = np.random.default_rng(0)
+    ae = patch_ae.PatchAE(mean=np.zeros(49, np.float32), encoder=rng.normal(size=(49, 16)).astype(np.float32),
+                          decoder=rng.normal(size=(16, 49)).astype(np.float32), scale=np.float32(1.0), patch_size=7,
+                          channels=1, d=16, variational=False)
+    patch_ae.save(ae, os.path.join(workdir, "patch_ae.npz"))
+    assert_not_blank(figures.draw(workdir, "filters", str(tmp_path), log=lambda line: None)["written"]["filters"])
+    pixel = _fake_run(str(tmp_path / "pixel"), tokenizer__kind="pixel")
+    with pytest.raises(UserError, match="no patch basis"):
+        figures.draw(pixel, "filters", str(tmp_path))
+    with pytest.raises(UserError, match="has no pca.npz"):
+        figures.draw(_fake_run(str(tmp_path / "empty")), "filters", str(tmp_path))
+
+
+def _probe_file(path, top1):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"step": 3, "results": {"l-DAE": {"test_top1": top1, "epoch_losses": [1.0, 0.5]}}}, f)
+
+
+@pytest.fixture
+def fake_ladder(tmp_path):
+    """A tiny-scale ladder root made of probe files only (and one config.json, which tells the scale)."""
+    root = tmp_path / "ladder"
+    values = {"t3.step0": 70.0, "t2.pca.d8": 65.0, "t2.pca.d16": 68.0, "t2.ae.d16": 67.0, "f5.pixel.r64": 60.0,
+              "f5.pixel.r256": 50.0, "t3.step1": 66.0, "t3.step5": 69.0}
+    for seed in (0, 1):
+        for row, top1 in values.items():
+            _probe_file(str(root / row / f"seed{seed}" / "probe.json"), top1 + seed)
+    (root / "t3.step0" / "seed0" / "config.json").write_text(rows_lib.get_config("row=t3.step0,scale=tiny").to_json())
+    return str(root)
+
+
+def test_ladder_figures_from_probe_files(fake_ladder, tmp_path):
+    out = figures.draw(fake_ladder, "all", str(tmp_path), log=lambda line: None)
+    assert set(out["written"]) == LADDER_FIGURES
+    assert "single run" in out["skipped"]["denoising"]
+    for path in out["written"].values():
+        assert_not_blank(path)
+    from ldae_jax.viz import workdir
+
+    lad = workdir.gather_ladder(fake_ladder)
+    assert lad.scale == "tiny"
+    assert lad.results["t2.pca.d32"] == [70.0, 71.0]  # t3.step0's run, as the ladder report reads it
+    assert lad.results["t2.vae.d8"] == []
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="neither a run"):
+        figures.draw(str(tmp_path), "all")
+    cases = [([f"--workdir={tmp_path / 'missing'}"], "does not exist"),
+             (["--figures=schedules,bogus", f"--out_dir={tmp_path}"], "unknown figure")]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, "-m", "ldae_jax.viz", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
