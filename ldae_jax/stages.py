@@ -36,6 +36,7 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
     """Run the stages of `mode`; importable from a notebook. The probe result goes to `workdir/probe_file`."""
     import jax
 
+    from ldae_jax import config_lib
     from ldae_jax.evaluate import fid_eval, probe
     from ldae_jax.train import pretrain
     from ldae_jax.viz import denoising, samples
@@ -45,6 +46,8 @@ def run(config, workdir: str, mode: str = "all", *, allow_config_change: bool = 
     try:
         if mode in ("tokenizer", "pca"):
             pretrain.setup_run(config, workdir)
+            if jax.process_index() == 0:  # the viz figures of the basis read the run's config
+                config_lib.save_config(config, workdir)
         if mode in ("all", "pretrain", "pretrain_probe"):
             trained = pretrain.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
             out["pretrain"] = {k: v for k, v in trained.items() if k != "params"}

@@ -30,4 +30,4 @@ def mock_root(tmp_path):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long checks, run with `pytest -m slow`")
-    config.addinivalue_line("markers", "readme: the README's commands as dry runs, run with `pytest -m readme` (CI)")
+    config.addinivalue_line("markers", "docs: the README's commands (dry runs) and the Colab notebook, `pytest -m docs` (CI)")

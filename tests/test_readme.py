@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.readme  # about a minute of subprocesses: its own CI stage, outside the default suite
+pytestmark = pytest.mark.docs  # about a minute of subprocesses: the CI docs stage, outside the default suite
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CI = (ROOT / ".ci" / "run").read_text()
 
@@ -33,7 +33,7 @@ def dry_run(command: str, tmp: str) -> list[str] | None:
         return argv + ["--dry_run"]  # runs the script; ldae_jax.main stops after checking its config
     if argv[0] in ("python", ".venv/bin/python"):
         argv = [sys.executable] + argv[1:]
-    if argv[1:3] == ["-m", "ldae_jax.main"] or argv[1:3] == ["-m", "ldae_jax.data.prepared"]:
+    if argv[1:3] in (["-m", "ldae_jax.main"], ["-m", "ldae_jax.data.prepared"], ["-m", "ldae_jax.viz"]):
         return argv + ["--dry_run"]
     if argv[1:3] == ["-m", "ldae_jax.ladder"]:
         return argv if any(a.startswith("--launch=") for a in argv) else argv + ["--launch=print"]
