@@ -72,6 +72,12 @@ def table(config, sizes, meshes) -> str:
 
 def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> int:
     """XLA's temporary buffers (bytes) for one train step on one device at `per_device_batch`."""
+    lowered = lower_train_step(config, size, per_device_batch, remat=remat, scan_layers=True)
+    return int(lowered.compile().memory_analysis().temp_size_in_bytes)
+
+
+def lower_train_step(config, size: str, per_device_batch: int, *, remat: bool, scan_layers: bool):
+    """The train step lowered for one device on abstract inputs (nothing allocated); also bench/compile.py's."""
     import jax
     import jax.numpy as jnp
 
@@ -81,7 +87,7 @@ def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> i
     from ldae_jax.train import sharding, state as state_lib
 
     config = config.copy_and_resolve_references()
-    config.model.update(size=size, scan_layers=True, remat=remat)
+    config.model.update(size=size, scan_layers=scan_layers, remat=remat)
     p, side = config.pca.patch_size, config.data.image_size
     dim = p * p * 3
     model_cfg = model_config_from(config.model, num_tokens=(side // p) ** 2, in_dim=dim, out_dim=dim)
@@ -95,7 +101,7 @@ def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> i
     )
     images = jax.ShapeDtypeStruct((per_device_batch, side, side, 3), jnp.uint8)
     labels = jax.ShapeDtypeStruct((per_device_batch,), jnp.int32)
-    return int(step.lower(abstract, images, labels).compile().memory_analysis().temp_size_in_bytes)
+    return step.lower(abstract, images, labels)
 
 
 def activation_table(config, sizes, batch: int, devices) -> str:

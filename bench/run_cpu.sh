@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every CPU benchmark of issue 6 in one go, on a machine with nothing else running (check `uptime` first: the
+# ratios hold under load only roughly, see bench/README.md). Each script's JSON line goes to
+# bench/results/DATE-cpu-NAME.json, its table to the console. Needs .venv, .venv-torch (launch/test_torch.sh)
+# and .venv-bench (bench/setup_bench.sh). About 6 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TF_CPP_MIN_LOG_LEVEL=2
+bash bench/setup_bench.sh >/dev/null
+out=bench/results/$(date +%F)-cpu
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+run() {  # the console gets the table, the results file the last JSON line
+  local name=$1 log; shift; log=$(mktemp)
+  echo "== $name: $*"; .venv/bin/python "$@" | tee "$log"; grep '^{' "$log" | tail -1 > "$out-$name.json"; rm -f "$log"
+}
+run train_step_xla bench/train_step.py --set model.attention=xla --repeats 5
+run train_step_einsum bench/train_step.py --repeats 5
+run pca_fit_100k bench/pca_fit.py --num_patches 100000
+run pca_fit_1m bench/pca_fit.py --num_patches 1000000 --repeats 2
+run pca_fit_fashion bench/pca_fit.py --num_patches 1000000 --source fashion_mnist --d 16
+run input_pipeline bench/input_pipeline.py
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
