@@ -87,6 +87,7 @@ def ldae_base() -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"  # compute precision; parameters stay float32
     c.model.remat = False  # recompute block activations in the backward pass (less memory, more compute)
     c.model.scan_layers = False  # stack the blocks and lax.scan over them (compile time independent of depth)
+    c.model.attention = "xla"  # 'xla': jax.nn.dot_product_attention | 'einsum': written out, heads-first
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 2048

@@ -23,6 +23,7 @@ def get_config(arg: str = ""):
     c.pca.num_patches = 200_000
     c.model.size = "mini"
     c.model.dtype = "float32"
+    c.model.attention = "einsum"  # about 10% faster train steps than jax.nn.dot_product_attention on CPU (bench/)
     c.train.batch_size = 256
     c.train.total_steps = 1200
     c.train.warmup_epochs = 1.0

@@ -128,3 +128,28 @@ def test_scanned_layers_equal_unrolled_layers(remat):
     grad_s = jax.grad(lambda p: loss(graph_s, p))(params_s)
     grad_u = jax.grad(lambda p: loss(graph_u, p))(params_u)
     np.testing.assert_allclose(grad_s["blocks"]["qkv"]["kernel"][1], grad_u["blocks"][1]["qkv"]["kernel"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_einsum_attention_equals_dot_product_attention(dtype):
+    """model.attention='einsum' is a layout choice only: same parameters, same outputs and gradients."""
+    x = jax.random.normal(jax.random.key(1), (2, 16, 12))
+    t = jnp.array([3, 700])
+    grads, outs = [], []
+    for attention in vit.ATTENTION:
+        model = vit.DenoisingViT(small_cfg(attention=attention, dtype=dtype), rngs=nnx.Rngs(0))
+        model.head.kernel[...] = jax.random.normal(jax.random.key(2), model.head.kernel[...].shape)
+        graphdef, params = nnx.split(model)
+        loss = lambda p, g=graphdef: jnp.mean(nnx.merge(g, p)(x, t) ** 2)  # noqa: E731
+        outs.append(nnx.merge(graphdef, params)(x, t))
+        grads.append(jax.jit(jax.grad(loss))(params))
+    if dtype == "float32":
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
+    else:  # bfloat16 rounds at different points: compare relative to each array's size
+        close = lambda a, b: float(jnp.linalg.norm(a - b)) <= 0.03 * float(jnp.linalg.norm(b)) + 1e-6  # noqa: E731
+        assert close(outs[0], outs[1])
+        assert all(jax.tree.leaves(jax.tree.map(close, *grads)))
+    with pytest.raises(ValueError, match="model.attention"):
+        vit.model_config_from(ml_collections.ConfigDict(dict(size="mini", dtype="float32", attention="flash")),
+                              num_tokens=16, in_dim=12, out_dim=12)

@@ -50,6 +50,7 @@ class ModelConfig:
     remat: bool = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
     scan_layers: bool = False  # blocks stacked and applied with lax.scan: compile time independent of depth
     num_classes: int = 0  # > 0: class-conditional, with a learned label embedding (index num_classes = null)
+    attention: str = "xla"  # 'xla': jax.nn.dot_product_attention | 'einsum': explicit, heads-first (see Block)
 
     @property
     def depth(self) -> int:
@@ -82,7 +83,17 @@ def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_cl
         remat=cfg.get("remat", False),
         scan_layers=cfg.get("scan_layers", False),
         num_classes=num_classes,
+        attention=_check_attention(cfg.get("attention", "xla")),
     )
+
+
+ATTENTION = ("xla", "einsum")
+
+
+def _check_attention(name: str) -> str:
+    if name not in ATTENTION:
+        raise ValueError(f"model.attention={name!r}: use one of {ATTENTION}")
+    return name
 
 
 @functools.lru_cache(maxsize=None)
@@ -141,6 +152,7 @@ class Block(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         w, dt = cfg.width, cfg.dtype
         self.num_heads = cfg.num_heads
+        self.attention_impl = cfg.attention
         self.adaln_zero = cfg.adaln_zero
         self.cond = Conditioning(cfg, 6 if cfg.adaln_zero else 4, rngs)
         self.norm1 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dt, rngs=rngs)
@@ -153,8 +165,16 @@ class Block(nnx.Module):
 
     def attention(self, x):
         b, n, w = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * self.num_heads, w // self.num_heads), 3, axis=2)
-        return self.proj(jax.nn.dot_product_attention(q, k, v).reshape(b, n, w))
+        h = self.num_heads
+        if self.attention_impl == "xla":
+            q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * h, w // h), 3, axis=2)
+            return self.proj(jax.nn.dot_product_attention(q, k, v).reshape(b, n, w))
+        # 'einsum': the same attention written out, with q, k, v taken as [B, heads, N, head_dim] in one transpose;
+        # on CPU this skips the per-tensor layout copies around XLA's batched dots (bench/README.md).
+        q, k, v = self.qkv(x).reshape(b, n, 3, h, w // h).transpose(2, 0, 3, 1, 4)
+        logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * (w // h) ** -0.5
+        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        return self.proj(jnp.einsum("bhqk,bhkd->bqhd", probs, v).reshape(b, n, w))
 
     def __call__(self, x, t_emb):
         mods = self.cond(t_emb)

@@ -25,7 +25,7 @@ class CheckpointMismatchError(UserError):
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
 IDENTITY_SECTIONS = ("data", "pca", "tokenizer", "objective", "noise", "model", "train", "seed")
 NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite",
-                       "tokenizer.conv_checkpoint_every"}
+                       "tokenizer.conv_checkpoint_every", "model.attention"}  # attention: same params, same math
 
 
 def config_fingerprint(config) -> dict:
