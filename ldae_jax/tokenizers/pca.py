@@ -176,11 +176,12 @@ class CovarianceAccumulator:
             self.total += x.sum(axis=0)
             self.outer += x.T @ x
         else:
+            buffer = np.empty((min(_F32_CHUNK, x.shape[0]), self.dim), np.float32)  # reused: no page faults a chunk
             for start in range(0, x.shape[0], _F32_CHUNK):
-                self._update_float32(x[start:start + _F32_CHUNK])
+                self._update_float32(x[start:start + _F32_CHUNK], buffer)
         self.count += x.shape[0]
 
-    def _update_float32(self, x: np.ndarray) -> None:
+    def _update_float32(self, x: np.ndarray, buffer: np.ndarray) -> None:
         """float32 patches: a float32 product of the chunk shifted by its mean, then float64 sums.
 
         Why: the float32 product runs at about twice the float64 speed and needs no float64 copy of the patches
@@ -189,7 +190,7 @@ class CovarianceAccumulator:
         sum x x^T = Y^T Y + s y^T + y s^T + n s s^T, with Y = x - s and y = sum of Y's rows.
         """
         shift = x[:256].mean(axis=0, dtype=np.float64).astype(np.float32)  # near the mean is enough
-        y = x - shift
+        y = np.subtract(x, shift, out=buffer[:x.shape[0]])
         gram = y.T @ y
         y_sum, s, n = y.sum(axis=0, dtype=np.float64), shift.astype(np.float64), x.shape[0]
         # A NaN or inf anywhere in x makes its column's diagonal entry or sum non-finite: no separate pass needed.
