@@ -18,7 +18,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ldae_jax.errors import UserError
-from ldae_jax.tokenizers import conv_vae, patch_ae, pca as pca_lib, pca_fit, perceptual
+from ldae_jax.tokenizers import conv_vae, patch_ae, pca as pca_lib, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.train import hosts as hosts_lib, preemption
 
@@ -100,6 +100,8 @@ def check_config(config) -> None:
 def _train_ae(config, builder, channels: int) -> patch_ae.PatchAE:
     """Trains on process 0's share of the patches and broadcasts the result, so every host holds the same one."""
     tc, p = config.tokenizer, config.pca.patch_size
+    from ldae_jax.tokenizers import pca_fit  # here: it reads data through TensorFlow, which encoding needs not
+
     patches = np.concatenate(list(pca_fit.host_patches(config, builder))).astype(np.float32)
     ae, report = patch_ae.train(
         patches, patch_size=p, channels=channels, d=config.pca.d, variational=tc.kind == "patch_vae",
@@ -119,6 +121,8 @@ def fit_or_load(config, workdir: str, builder) -> Tokenizer:
     check_config(config)
     kind, channels = config.tokenizer.kind, builder.info.features["image"].shape[-1]
     if kind == "pca":
+        from ldae_jax.tokenizers import pca_fit  # here: it reads data through TensorFlow, which encoding needs not
+
         return pca_fit.fit_or_load(config, workdir, builder)
     if kind == "pixel":
         return identity(config.pca.patch_size, channels)
