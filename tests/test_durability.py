@@ -132,6 +132,11 @@ def test_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
     """2 processes x 4 devices; SIGTERM reaches process 1 only; JAX's preemption sync picks one step for both."""
     from test_train import free_port
 
+    from ldae_jax.data import pipeline
+
+    # Prepare the shared TFDS_DATA_DIR first: otherwise one process prepares it while the other waits, and the
+    # gap can exceed the 30 s in which CPU collectives (Gloo) must first meet.
+    pipeline.get_builder("fashion_mnist_local", None)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     address = f"127.0.0.1:{free_port()}"
     procs = [
