@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
+import socket
 
 import ml_collections
 from etils import epath
@@ -72,8 +74,9 @@ def prepare_workdir(workdir: str) -> None:
     try:
         path = epath.Path(workdir)
         path.mkdir(parents=True, exist_ok=True)
-        (path / ".write_test").write_text("ok")
-        (path / ".write_test").unlink()
+        probe = path / f".write_test.{socket.gethostname()}.{os.getpid()}"  # hosts share the workdir: one file each
+        probe.write_text("ok")
+        probe.unlink()
     except Exception as e:  # noqa: BLE001 - local OSError or a cloud-storage error alike
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
         raise UserError(f"cannot write to workdir {workdir!r}: {reason}; choose another --workdir") from None
