@@ -104,8 +104,7 @@ def build_jax(config):
     model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
                                   num_classes=objective.num_classes)
     n = config.noise
-    schedule = diffusion.get_schedule(n.schedule, n.T, **{"sigma_linear": {"sigma_max": n.sigma_max},
-                                                           "single_level": {"sigma": n.single_sigma}}.get(n.schedule, {}))
+    schedule = diffusion.schedule_from_config(n)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     tx = state_lib.make_optimizer(tc, state_lib.learning_rate(tc.base_lr, tc.batch_size, 100, 1000))
     key = jax.random.key(config.seed)

@@ -43,7 +43,7 @@ def run(name: str, *, scale: str, seeds=(0,), root: str) -> dict:
     from configs.ladder import rows as rows_lib
     from ldae_jax import ladder_runs
     from ldae_jax.evaluate import ladder_report
-    from ldae_jax.viz import figures, ladder_chart
+    from ldae_jax.viz import ladder_chart, latent_dim
 
     if name not in ABLATIONS:
         raise UserError(f"ablation {name!r} is unknown; choose one of {', '.join(ABLATIONS)}")
@@ -55,17 +55,21 @@ def run(name: str, *, scale: str, seeds=(0,), root: str) -> dict:
     report = os.path.join(root, f"ladder_{scale}.md")
     command = f"ldae_jax.ablation.run({name!r}, scale={scale!r}, seeds={list(seeds)}, root={root!r})"
     ladder_report.write(results, report, scale=scale, command=command)
+    path = os.path.join(root, "figures", f"{name}.png")
     if figure == "latent_dim":
-        path = figures.draw(root, "latent_dim")["written"]["latent_dim"]
+        our_d = {p.row: p.config.pca.d for p in planned}
+        our_px = {p.row: p.config.data.image_size for p in planned if p.row.startswith("f5.")}
+        drawn = latent_dim.plot_latent_dim(results, our_d, path, scale, our_px)
     else:  # Figure 6's bars, for just this ablation's rows
-        path = os.path.join(root, "figures", f"{name}.png")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        ladder_chart.bar_chart(results, path, scale, rows, {})
-    return {"rows": rows, "results": results, "report": report, "figure": path}
+        drawn = ladder_chart.bar_chart(results, path, scale, rows, {})
+    return {"rows": rows, "results": results, "report": report, "figure": path if drawn else None}
 
 
 def show(*paths: str) -> None:
     """Shows PNG files inline in a notebook (IPython), or prints their paths elsewhere."""
+    if None in paths:
+        print("a figure was not drawn: none of its rows has a result")
+    paths = [path for path in paths if path is not None]
     try:
         from IPython.display import Image, display
     except ImportError:

@@ -100,6 +100,12 @@ def get_schedule(name: str, T: int = 1000, **kwargs) -> Schedule:
     return SCHEDULES[name](T, **kwargs)
 
 
+def schedule_from_config(noise) -> Schedule:
+    """The schedule a config's `noise` block names, with the extra field that schedule reads."""
+    extra = {"sigma_linear": {"sigma_max": noise.sigma_max}, "single_level": {"sigma": noise.single_sigma}}
+    return get_schedule(noise.schedule, noise.T, **extra.get(noise.schedule, {}))
+
+
 def sample_t(rng: jax.Array, batch_size: int, T: int) -> jax.Array:
     """-> t int32 [B], uniform over {0, ..., T-1}."""
     _check_T(T)

@@ -85,6 +85,17 @@ def test_get_schedule_unknown_name_lists_valid():
     assert _np(s.sigma[50]) == pytest.approx(0.5)
 
 
+def test_schedule_from_config_reads_the_field_its_schedule_uses():
+    from configs import common
+
+    noise = common.ldae_base().noise
+    noise.T, noise.sigma_max, noise.single_sigma = 100, 1.0, 0.25
+    noise.schedule = "sigma_linear"
+    assert _np(diffusion.schedule_from_config(noise).sigma[50]) == pytest.approx(0.5)
+    noise.schedule = "single_level"
+    np.testing.assert_allclose(_np(diffusion.schedule_from_config(noise).sigma), 0.25, rtol=1e-6)
+
+
 def test_sample_t_range_and_uniformity():
     t = diffusion.sample_t(jax.random.PRNGKey(0), 100_000, T)
     assert t.shape == (100_000,) and t.dtype == jnp.int32

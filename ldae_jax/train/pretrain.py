@@ -33,12 +33,6 @@ class Run:
     mesh: object
 
 
-def schedule_from(config) -> diffusion.Schedule:
-    n = config.noise
-    kwargs = {"sigma_linear": {"sigma_max": n.sigma_max}, "single_level": {"sigma": n.single_sigma}}
-    return diffusion.get_schedule(n.schedule, n.T, **kwargs.get(n.schedule, {}))
-
-
 def setup_run(config, workdir: str) -> Run:
     """Check the config, build the mesh and dataset, and fit (or load and verify) the tokenizer."""
     config_lib.prepare_workdir(workdir)
@@ -54,7 +48,7 @@ def setup_run(config, workdir: str) -> Run:
     num_tokens = (config.data.image_size // tokenizer.patch_size) ** 2
     model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
                                   num_classes=objective.num_classes)
-    return Run(config, builder, tokenizer, schedule_from(config), objective, model_cfg, mesh)
+    return Run(config, builder, tokenizer, diffusion.schedule_from_config(config.noise), objective, model_cfg, mesh)
 
 
 def optimizer_for(config, builder):

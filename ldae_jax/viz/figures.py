@@ -36,9 +36,9 @@ def _schedules(w: Workdir, path: str) -> str:
 
     highlight = None
     if w.kind == "run":
-        from ldae_jax.train import pretrain
+        from ldae_jax import diffusion
 
-        highlight = pretrain.schedule_from(w.config)
+        highlight = diffusion.schedule_from_config(w.config.noise)
     return schedules.plot_schedules(path, highlight=highlight)
 
 
