@@ -1,4 +1,5 @@
-"""Smoke tests of the issue-6 benchmark scripts (bench/pca_fit.py, input_pipeline.py, compile.py) at tiny sizes.
+"""Smoke tests of the issue-6 benchmark scripts (bench/pca_fit.py, input_pipeline.py, compile.py, xla_flags.py) at
+tiny sizes.
 
 They check that each script's core function runs and reports its fields; the numbers themselves are not judged.
 """
@@ -14,6 +15,7 @@ sys.path.insert(0, BENCH)
 import compile as compile_bench  # noqa: E402  (bench/compile.py)
 import input_pipeline  # noqa: E402
 import pca_fit  # noqa: E402
+import xla_flags  # noqa: E402
 
 
 def test_subspace_error_definition():
@@ -44,3 +46,16 @@ def test_compile_bench_fields():
     case = compile_bench.measure_case("mini", batch=1, scan=True, remat=True, image_size=32)
     assert case["compile_s"] > 0 and case["argument_bytes"] > 0 and case["temp_bytes"] > 0
     assert "| mini | 1 | True | True |" in compile_bench.table([case])
+
+
+def test_xla_flags_bench_compares_each_flag_set_with_none(monkeypatch):
+    """A flag set XLA rejects is reported as failed; the others get a speedup against the no-flag baseline."""
+    monkeypatch.chdir(os.path.dirname(BENCH))
+    res = xla_flags.main(["--config", "configs/quickstart.py:tiny", "--set", "train.batch_size=8", "--rounds", "1",
+                          "--steps", "1", "--repeats", "1",
+                          "--variant", "no ynn=--xla_cpu_experimental_ynn_fusion_type=",
+                          "--variant", "bogus=--xla_cpu_no_such_flag=1"])
+    variants = res["variants"]
+    assert variants["baseline (no flags)"]["speedup"] == 1.0
+    assert variants["no ynn"]["speedup"] > 0 and variants["no ynn"]["loss_rel_diff"] < 1e-3
+    assert "sec_per_step" not in variants["bogus"] and "no_such_flag" in variants["bogus"]["runs"][0]["error"]
