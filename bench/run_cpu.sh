@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"  # 1.3x faster CPU steps (ldae_jax/host_malloc.py)
 bash bench/setup_bench.sh >/dev/null
 out=bench/results/$(date +%F)-cpu
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -224,7 +224,8 @@ def main(argv=None) -> dict:
         "bench": "train_step", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": f"{cpu_name()}, {os.cpu_count()} cores, {jax_res['backend']}",
         "config": args.config, "overrides": args.set,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_avg": [load_before, os.getloadavg()[0]],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "load_avg": [load_before, os.getloadavg()[0]],
         "timing": {"warmup": args.warmup, "steps": args.steps, "repeats": args.repeats},
         "shapes": spec, "jax": jax_res,
         "flops": {"model_per_step": fl["model"], "tokenizer_per_step": fl["tokenizer"],
@@ -260,7 +261,8 @@ def print_table(r: dict) -> None:
     print(f"l-DAE train step, {r['config']} {' '.join(r['overrides'])}: batch {s['batch_size']}, {s['num_tokens']} "
           f"tokens, width {s['width']}, depth {s['depth']}, heads {s['num_heads']}, in/out {s['in_dim']}/"
           f"{s['out_dim']}, {s['num_params'] / 1e6:.2f}M params; {r['device']}; load "
-          f"{[round(x, 2) for x in r['load_avg']]}; XLA_FLAGS={r['xla_flags']!r}")
+          f"{[round(x, 2) for x in r['load_avg']]}; XLA_FLAGS={r['xla_flags']!r}; "
+          f"GLIBC_TUNABLES={r.get('glibc_tunables', '')!r}")
     print(f"model FLOPs/step {r['flops']['model_per_step'] / 1e9:.2f} G (3 x forward matmuls), peak "
           f"{r['peak_flops'] / 1e9:.1f} GFLOP/s ({r['peak_source']})")
     print(f"{'side':<16}{'s/step':>10}{'images/s':>11}{'MFU':>8}{'JAX/this':>10}")

@@ -279,8 +279,12 @@ def local_steps(args, extra: list[str], port: int) -> list[tuple[Step, str]]:
     args.workdir = local_path(args.workdir)
     # Inherited XLA_FLAGS stay, except a device count, which is ours to set.
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    sys.path.insert(0, str(REPO))
+    from ldae_jax import host_malloc  # standard library only
+
     env = {"XLA_FLAGS": " ".join([*kept, f"--xla_force_host_platform_device_count={args.devices_per_process}"]),
-           "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "GLIBC_TUNABLES": host_malloc.environ()["GLIBC_TUNABLES"]}  # huge pages for the host heap: faster steps
     distributed = [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={args.num_processes}"]
     return [(Step(main_argv(args.python, args.module, args, extra, *distributed, f"--process_id={i}"), env=env,
                   cwd=str(REPO)), os.path.join(args.workdir, "logs", f"process_{i}.log"))

@@ -59,6 +59,12 @@ def main(argv):
             multihost=FLAGS.multihost, coordinator_address=FLAGS.coordinator_address,
             num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
         )
+        import jax
+
+        from ldae_jax import host_malloc
+
+        if (note := host_malloc.hint(jax.default_backend())) and jax.process_index() == 0:
+            print(note, file=sys.stderr)
         config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
         run(config, FLAGS.workdir, FLAGS.mode, allow_config_change=FLAGS.allow_config_change,
             probe_file=FLAGS.probe_file)
