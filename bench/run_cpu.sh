@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2
-export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"  # 1.3x faster CPU steps (ldae_jax/host_malloc.py)
+# As launch/*.sh run jobs: huge pages for the host heap (ldae_jax/host_malloc.py), for both sides of each comparison.
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
 bash bench/setup_bench.sh >/dev/null
 out=bench/results/$(date +%F)-cpu
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -15,7 +16,7 @@ run() {  # the console gets the table, the results file the last JSON line
   echo "== $name: $*"; .venv/bin/python "$@" | tee "$log"; grep '^{' "$log" | tail -1 > "$out-$name.json"; rm -f "$log"
 }
 run train_step_xla bench/train_step.py --set model.attention=xla --repeats 5
-run train_step_einsum bench/train_step.py --repeats 5
+run train_step_einsum bench/train_step.py --set model.attention=einsum --repeats 5
 run pca_fit_100k bench/pca_fit.py --num_patches 100000
 run pca_fit_1m bench/pca_fit.py --num_patches 1000000 --repeats 2
 run pca_fit_fashion bench/pca_fit.py --num_patches 1000000 --source fashion_mnist --d 16

@@ -4,7 +4,7 @@
 
 Fits a 7x7 patch PCA (d=16 of D=49), pre-trains a 3+3-block width-128 l-DAE for 1200 steps at batch 256,
 then linear-probes it next to two baselines (the same network at random init, and raw pixels) and prints
-a table. About 10 minutes on 2 CPU cores; see the README for the measured numbers.
+a table. 12-17 minutes on 2 CPU cores; see the README for the measured numbers.
 Variants (`--config=configs/quickstart.py:tiny`): `tiny` runs 20 steps on 2k images, for tests.
 """
 
@@ -23,7 +23,7 @@ def get_config(arg: str = ""):
     c.pca.num_patches = 200_000
     c.model.size = "mini"
     c.model.dtype = "float32"
-    c.model.attention = "einsum"  # about 10% faster train steps than jax.nn.dot_product_attention on CPU (bench/)
+    # model.attention stays "xla": which of xla/einsum is faster depends on the CPU (bench/README.md)
     c.train.batch_size = 256
     c.train.total_steps = 1200
     c.train.warmup_epochs = 1.0
