@@ -5,9 +5,7 @@
 # and .venv-bench (bench/setup_bench.sh). About 6 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export TF_CPP_MIN_LOG_LEVEL=2
-# As launch/*.sh run jobs: huge pages for the host heap (ldae_jax/host_malloc.py), for both sides of each comparison.
-export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
+source launch/env.sh  # as launch/*.sh run jobs (huge pages for the host heap), for both sides of each comparison
 bash bench/setup_bench.sh >/dev/null
 out=bench/results/$(date +%F)-cpu
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

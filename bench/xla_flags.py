@@ -6,8 +6,9 @@
 XLA reads its flags once per process, so every run is a fresh `bench/train_step.py --skip_torch` child. The
 children take turns round by round (baseline, every variant, baseline, ...) so that a machine getting busier
 or quieter moves all of them alike; a variant's time is its median over the rounds, its speedup the median
-over rounds of the baseline's time in that round over the variant's (> 1: faster). The loss after the same steps is compared too, since some flags
-(fast math, other matmul libraries) change the numbers, not only the speed. Prints a table and one JSON line.
+over rounds of the baseline's time in that round over the variant's (> 1: faster). The loss after the same
+steps is compared too, since some flags (fast math, other matmul libraries) change the numbers, not only the
+speed. Prints a table and one JSON line.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 #   .venv/bin/python -m ldae_jax.ladder --rows=t3.step5 --scale=small --workdir=workdirs/ladder_small
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"  # 1.3x faster CPU steps (ldae_jax/host_malloc.py)
+source launch/env.sh
 WORKDIR=${WORKDIR:-workdirs/ladder_small/t3.step5/seed0}
 CONFIG=configs/ladder/rows.py:row=t3.step5,scale=small
 run() { .venv/bin/python -m ldae_jax.main --config="$CONFIG" --workdir="$WORKDIR" "$@"; }

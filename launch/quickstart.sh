@@ -4,6 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
-export TF_CPP_MIN_LOG_LEVEL=2
-export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"  # 1.3x faster CPU steps (ldae_jax/host_malloc.py)
+source launch/env.sh
 exec .venv/bin/python -m ldae_jax.main --config=configs/quickstart.py --workdir="${WORKDIR:-workdirs/quickstart}" "$@"

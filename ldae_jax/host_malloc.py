@@ -5,8 +5,9 @@ free, so every step faults its whole working set back in 4 KiB at a time: about 
 of the CPU time in the kernel for a quickstart step. With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, malloc
 marks those blocks for transparent huge pages (where /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or
 `always`): about 500 faults a step (bench/README.md). glibc reads tunables only when a process starts, so the
-launch scripts export it (`environ`) and a CPU run started without it prints how to set it (`hint`). Harmless
-elsewhere: an older glibc ignores the tunable, and accelerator runs keep their tensors off the host heap.
+launch scripts export it (launch/env.sh; `environ` for Python launchers) and a CPU run started without it
+prints how to set it (`hint`). Harmless elsewhere: an older glibc ignores the tunable, and accelerator runs
+keep their tensors off the host heap.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ TUNABLE = "glibc.malloc.hugetlb=1"
 def active(env=None) -> bool:
     """Whether GLIBC_TUNABLES in `env` (default: this process's environment) asks malloc for huge pages."""
     tunables = (os.environ if env is None else env).get("GLIBC_TUNABLES", "")
-    return any(t.replace(" ", "") in ("glibc.malloc.hugetlb=1", "glibc.malloc.hugetlb=2") for t in tunables.split(":"))
+    return any(t.replace(" ", "") in (TUNABLE, "glibc.malloc.hugetlb=2") for t in tunables.split(":"))
 
 
 def environ(env=None) -> dict:
