@@ -45,6 +45,7 @@ def test_jax_half_runs_tiny_and_reports(monkeypatch):
     assert "torch" not in result and result["date"] and result["device"]
 
 
+@pytest.mark.slow
 def test_gpu_loss_check_compares_bf16_with_a_float32_cpu_child(tmp_path, monkeypatch):
     """bench/gpu.py's correctness half, here with both sides on the CPU: bf16 and float32 first steps agree."""
     monkeypatch.chdir(os.path.dirname(BENCH))

@@ -48,6 +48,7 @@ def shrunk(mock_root, **fields):
     return c
 
 
+@pytest.mark.slow
 def test_recipe_runs_every_program_on_mock_imagenet(tmp_path, mock_root):
     workdir = str(tmp_path / "run")
     out = stages.run(shrunk(mock_root), workdir, "pretrain_probe")

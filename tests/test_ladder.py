@@ -105,6 +105,7 @@ def test_report_verdicts_follow_the_numbers(tmp_path):
 
 
 @needs_debian_files
+@pytest.mark.slow
 def test_runner_runs_representative_rows_and_reports(tmp_path):
     planned = ladder.plan(REPRESENTATIVE, "tiny", [0])
     ladder.run_local(planned, str(tmp_path))
@@ -183,6 +184,7 @@ def test_runner_measures_fid_with_user_inception_weights(tmp_path, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith("--mode=fid")
 
 
+@pytest.mark.slow
 def test_cifar_scale_runs_a_row_on_mock_cifar10(tmp_path, mock_root):
     """scale=cifar: the small recipe on CIFAR-10's geometry (32 px RGB, 16 tokens of D = 192), a few steps."""
     config = rows_lib.get_config("row=t2.pca.d16,scale=cifar")

@@ -59,6 +59,7 @@ def test_quickstart_tiny_end_to_end_on_fashion_mnist(tmp_path):
         main_lib.run(tiny(pca__d=8), workdir, mode="probe")
 
 
+@pytest.mark.slow
 def test_pretrain_and_probe_on_mock_cifar10(tmp_path, mock_root):
     config = tiny(
         data__name="cifar10", data__data_dir=mock_root, data__image_size=32, data__train_split="train",

@@ -65,7 +65,7 @@ def test_sincos_embedding_is_distinct_per_position():
     assert np.all(dists[~np.eye(64, dtype=bool)] > 1e-3)
 
 
-@pytest.mark.parametrize("size,enc_params_m", [("B", 86), ("half_L", 152), ("L", 304)])
+@pytest.mark.parametrize("size,enc_params_m", [("B", 86), ("half_L", 152), pytest.param("L", 304, marks=pytest.mark.slow)])
 def test_paper_sizes_build_without_allocating(size, enc_params_m):
     cfg = ml_collections.ConfigDict(dict(size=size, dtype="bfloat16"))
     mcfg = vit.model_config_from(cfg, num_tokens=256, in_dim=768, out_dim=768)
@@ -130,7 +130,7 @@ def test_scanned_layers_equal_unrolled_layers(remat):
     np.testing.assert_allclose(grad_s["blocks"]["qkv"]["kernel"][1], grad_u["blocks"][1]["qkv"]["kernel"], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=pytest.mark.slow)])
 def test_einsum_attention_equals_dot_product_attention(dtype):
     """model.attention='einsum' is a layout choice only: same parameters, same outputs and gradients."""
     x = jax.random.normal(jax.random.key(1), (2, 16, 12))

@@ -96,6 +96,7 @@ def test_prepared_matches_jpeg_centre_crops(mock_root, tmp_path):
         prepared.prepare(source, "validation[:10]", out, SIZE)
 
 
+@pytest.mark.slow
 def test_a_run_reads_its_train_and_eval_splits_from_caches(tmp_path, mock_root):
     """data.prepared_dir: pre-training (random resized crops of the cached squares) and the probe run on caches."""
     from ldae_jax import stages

@@ -108,6 +108,7 @@ def test_conv_vae_trains_tokenizes_and_round_trips_its_file(tmp_path):
         conv_vae.load(path, conv_vae.ConvVAEConfig(image_channels=1, latent_channels=4, width=8, num_down=2))
 
 
+@pytest.mark.slow
 def test_conv_vae_training_resumes_exactly_after_a_sigterm(tmp_path):
     """A real SIGTERM at step 3 of 6: the state is saved, Preempted raised, and the rerun ends where an
     uninterrupted run ends (batches and RNG are functions of the step). A changed recipe is refused."""

@@ -38,7 +38,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("data,fsdp", [pytest.param(8, 1, marks=pytest.mark.slow), (2, 4)])
+@pytest.mark.parametrize("data,fsdp", [(8, 1), (2, 4)])
+@pytest.mark.slow
 def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
     """Real separate processes on localhost (JAX CPU collectives), 4 devices each, against 1 device here."""
     out = tmp_path / "run.npz"
@@ -60,6 +61,7 @@ def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
 
 
 @needs_debian_files
+@pytest.mark.slow
 def test_pca_fit_over_two_processes_gives_every_host_the_same_basis(tmp_path):
     from ldae_jax.data import pipeline
 
@@ -134,6 +136,7 @@ def test_memory_tool_counts_replicated_and_fsdp_bytes():
     assert "| B | 187M | 1 x 8 |" in memory.table(common.ldae_base(), ["B"], ["1x8"])
 
 
+@pytest.mark.slow
 def test_memory_tool_measures_activations_and_remat_saves_memory():
     from configs import common
     from ldae_jax.train import memory
