@@ -16,7 +16,7 @@ run() {  # the console gets the table, the results file the last JSON line
 run train_step_xla bench/train_step.py --set model.attention=xla --repeats 5
 run train_step_einsum bench/train_step.py --set model.attention=einsum --repeats 5
 run pca_fit_100k bench/pca_fit.py --num_patches 100000
-run pca_fit_1m bench/pca_fit.py --num_patches 1000000 --repeats 2
+run pca_fit_1m bench/pca_fit.py --num_patches 1000000 --repeats 3
 run pca_fit_fashion bench/pca_fit.py --num_patches 1000000 --source fashion_mnist --d 16
 run input_pipeline bench/input_pipeline.py
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -192,7 +192,10 @@ class CovarianceAccumulator:
         shift = x[:256].mean(axis=0, dtype=np.float64).astype(np.float32)  # near the mean is enough
         y = np.subtract(x, shift, out=buffer[:x.shape[0]])
         gram = y.T @ y
-        y_sum, s, n = y.sum(axis=0, dtype=np.float64), shift.astype(np.float64), x.shape[0]
+        # y's column sums by BLAS gemv (float32; 8 ms a chunk against 22 for numpy's float64 sum): y's mean is
+        # near 0, and the sums enter the covariance only through y y^T / n, the part of order mean^2.
+        y_sum = (np.ones((1, len(y)), np.float32) @ y)[0].astype(np.float64)
+        s, n = shift.astype(np.float64), x.shape[0]
         # A NaN or inf anywhere in x makes its column's diagonal entry or sum non-finite: no separate pass needed.
         if not (np.isfinite(np.diagonal(gram)).all() and np.isfinite(y_sum).all()):
             raise ValueError(_NOT_FINITE)
