@@ -25,11 +25,12 @@ needs_debian_files = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def fm_builder(tmp_path_factory):
-    """Fashion-MNIST prepared once per session (about 15 s) into a temporary data_dir."""
+def fm_builder():
+    """Fashion-MNIST prepared once per session (about 15 s) into the session's TFDS_DATA_DIR (tests/conftest.py),
+    the same data_dir every run (and every process) of the session reads, so nothing prepares it twice."""
     if not os.path.isfile(os.path.join(SOURCE_DIR, "train-images-idx3-ubyte.gz")):
         pytest.skip(f"Fashion-MNIST IDX files not in {SOURCE_DIR}")
-    return pipeline.get_builder("fashion_mnist_local", str(tmp_path_factory.mktemp("tfds")))
+    return pipeline.get_builder("fashion_mnist_local", None)
 
 
 def _split_contents(builder, split):
