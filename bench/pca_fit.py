@@ -116,16 +116,16 @@ def bench(num_patches: int, dim: int, d: int, source: str = "synthetic", repeats
     make_s = time.perf_counter() - t
     dim = x.shape[1]
     with_sklearn = os.path.exists(python)
-    ours, rounds, sk_first = [], [], None
+    ours, rounds = [], []  # rounds: (our seconds, sklearn's seconds)
     with tempfile.TemporaryDirectory(prefix="ldae_pca_bench_") as tmp:
         path = os.path.join(tmp, "patches.npy")
         np.save(path, x)
         for r in range(repeats):  # ours, then sklearn, in turn: each ratio compares fits a few seconds apart
             ours.append(fit_ours(x, d))
             if with_sklearn:
-                sk = run_sklearn(path, d, ("f32", "f64") if r == 0 else ("f32",), python)
-                sk_first = sk_first or sk
-                rounds.append((ours[-1][0], sk["f32_s"]))
+                sk_round = run_sklearn(path, d, ("f32", "f64") if r == 0 else ("f32",), python)
+                sk = sk_round if r == 0 else sk  # the first round's also has the float64 reference
+                rounds.append((ours[-1][0], sk_round["f32_s"]))
     ours_f64 = [fit_ours(x.astype(np.float64), d) for _ in range(repeats)]  # conversion is part of that path
     fitted, fitted64 = ours[0][1], ours_f64[0][1]
     res = {"bench": "pca_fit", "source": source, "num_patches": num_patches, "dim": dim, "d": d,
@@ -133,7 +133,6 @@ def bench(num_patches: int, dim: int, d: int, source: str = "synthetic", repeats
            "ours_f64_s": min(s for s, _ in ours_f64),
            "err_ours_vs_ours_f64": subspace_error(fitted.components[:d], fitted64.components[:d])}
     if with_sklearn:
-        sk = sk_first
         speedups = [theirs / mine for mine, theirs in rounds]
         res.update(sklearn_version=sk["sklearn_version"], sklearn_f32_s=min(t for _, t in rounds),
                    sklearn_f64_s=sk["f64_s"], round_speedups=speedups,

@@ -65,7 +65,8 @@ def test_sincos_embedding_is_distinct_per_position():
     assert np.all(dists[~np.eye(64, dtype=bool)] > 1e-3)
 
 
-@pytest.mark.parametrize("size,enc_params_m", [("B", 86), ("half_L", 152), pytest.param("L", 304, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("size,enc_params_m",
+                         [("B", 86), ("half_L", 152), pytest.param("L", 304, marks=pytest.mark.slow)])
 def test_paper_sizes_build_without_allocating(size, enc_params_m):
     cfg = ml_collections.ConfigDict(dict(size=size, dtype="bfloat16"))
     mcfg = vit.model_config_from(cfg, num_tokens=256, in_dim=768, out_dim=768)
