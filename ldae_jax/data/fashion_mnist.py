@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ldae_jax.errors import UserError
@@ -112,8 +113,20 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(*arrays[split]) for split in FILES}
 
     def _generate_examples(self, images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[int, dict]]:
-        for i, (image, label) in enumerate(zip(images, labels)):
-            yield i, {"image": image, "label": int(label)}
+        # The same PNG bytes TFDS would write, encoded in one graph call: TFDS encodes each array with its own
+        # eager op, which was over half of the preparation time.
+        for i, (png, label) in enumerate(zip(_encode_png(images), labels)):
+            yield i, {"image": png, "label": int(label)}
+
+
+@tf.function(autograph=False)
+def _encode_png_graph(images):
+    return tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
+
+
+def _encode_png(images: np.ndarray) -> np.ndarray:
+    """PNG bytes of each uint8 [h, w, c] image, as TFDS's Image feature encodes them (identical bytes)."""
+    return _encode_png_graph(tf.constant(images)).numpy()
 
 
 @contextlib.contextmanager
@@ -132,7 +145,7 @@ def _lock(path: str):
 
 
 def prepared_builder(data_dir: str | None = None, source_dir: str | None = None) -> FashionMnistLocal:
-    """The builder, prepared into `data_dir` from the local files unless it already is (about 12 s once)."""
+    """The builder, prepared into `data_dir` from the local files unless it already is (about 9 s once, on 2 cores)."""
     builder = FashionMnistLocal(data_dir=data_dir, source_dir=source_dir)
     if builder.is_prepared():
         return builder
