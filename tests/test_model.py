@@ -121,13 +121,14 @@ def test_scanned_layers_equal_unrolled_layers(remat):
     params_s = params_s.to_pure_dict()
     blocks = [params_u["blocks"][i] for i in range(3)]
     params_s = {**params_u, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)}
-    for k in (1, 2, 3):
-        np.testing.assert_allclose(nnx.merge(graph_s, params_s).features(x, t, k),
-                                   nnx.merge(graph_u, params_u).features(x, t, k), rtol=1e-5, atol=1e-6)
+    # Jitted: eager op-by-op execution of both models made this one of the slowest default tests (20 s).
+    features = jax.jit(lambda g, p: [nnx.merge(g, p).features(x, t, k) for k in (1, 2, 3)], static_argnums=0)
+    for a, b in zip(features(graph_s, params_s), features(graph_u, params_u)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     loss = lambda g, p: jnp.mean(nnx.merge(g, p)(x, t) ** 2)  # noqa: E731
-    np.testing.assert_allclose(loss(graph_s, params_s), loss(graph_u, params_u), rtol=1e-5)
-    grad_s = jax.grad(lambda p: loss(graph_s, p))(params_s)
-    grad_u = jax.grad(lambda p: loss(graph_u, p))(params_u)
+    value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
+    (loss_s, grad_s), (loss_u, grad_u) = value_and_grad(graph_s, params_s), value_and_grad(graph_u, params_u)
+    np.testing.assert_allclose(loss_s, loss_u, rtol=1e-5)
     np.testing.assert_allclose(grad_s["blocks"]["qkv"]["kernel"][1], grad_u["blocks"][1]["qkv"]["kernel"], rtol=1e-4, atol=1e-5)
 
 
