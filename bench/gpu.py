@@ -4,7 +4,7 @@
 
 1. `bench/train_step.py` for the l-DAE ViT-B/16 and ViT-L/16 recipes (configs/imagenet.py, 256 px, patch 16,
    decoder the encoder's size) in bfloat16 on the GPU, against the PyTorch reference (eager and torch.compile)
-   in the same Python, with MFU over the chip's dense bf16 peak;
+   in the same Python (repeats alternated, both on the GPU at once), with MFU over the chip's dense bf16 peak;
 2. correctness: the loss and gradient norm of the first step, same initial parameters, batch and noise, in
    bfloat16 on the GPU and in float32 on the CPU (a child process with JAX_PLATFORMS=cpu), within bf16 tolerance.
 Writes bench/results/<date>-<device>.json (and a copy in --out_dir). Nothing here needs TensorFlow; configs need
@@ -20,6 +20,9 @@ import os
 import subprocess
 import sys
 
+# JAX and the PyTorch worker hold the GPU at once (train_step.py alternates their repeats): JAX must not take 75%
+# of its memory up front, as it does by default.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step  # noqa: E402  (bench/train_step.py)
 

@@ -6,7 +6,10 @@ sin-cos position and t embeddings, the PCA encode -> noise -> decode input and t
 lambda_t = 1 / (1 + sigma_t^2), then the global gradient norm and an AdamW step (foreach). The JAX step's
 divergence guard (a where over the parameters) has no counterpart. The basis is a random orthonormal one.
 Runs on the GPU when torch sees one, with bf16 autocast when the JAX model computes in bfloat16.
-Prints one JSON line {mode: {sec_per_step, repeats, ...} or {error}}.
+A worker for bench/train_step.py, which alternates its repeats with JAX's: it builds and warms up every mode,
+prints {"ready": [modes]}, then for each line "run" on stdin times one repeat of every mode and prints
+{"round": {mode: seconds per step}}; at the end of stdin it prints {mode: {sec_per_step, repeats, ...} or
+{error}}.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import functools
 import json
 import math
 import statistics
+import sys
 import time
 import traceback
 
@@ -128,7 +132,8 @@ def grad_norm(params):
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
-def measure(spec, mode, args) -> dict:
+def build(spec, mode, warmup: int):
+    """(run_steps, info): the mode's step with its first step (compilation, for 'compile') and warm-up done."""
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loss_mod = LDAELoss(spec, DenoisingViT(spec)).to(device)
@@ -153,15 +158,10 @@ def measure(spec, mode, args) -> dict:
 
     t0 = time.perf_counter()
     run_steps(1)
-    compile_s = time.perf_counter() - t0
-    run_steps(args.warmup)
-    per_step = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        run_steps(args.steps)
-        per_step.append((time.perf_counter() - t0) / args.steps)
-    return {"sec_per_step": statistics.median(per_step), "repeats": per_step, "first_step_s": compile_s,
-            "final_loss": float(last["loss"]), "num_params": sum(p.numel() for p in params), "device": str(device)}
+    info = {"first_step_s": time.perf_counter() - t0, "num_params": sum(p.numel() for p in params),
+            "device": str(device), "last": last}
+    run_steps(warmup)
+    return run_steps, info
 
 
 def main():
@@ -171,17 +171,33 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     spec = json.loads(args.spec)
     torch.set_num_threads(args.threads)
-    out = {}
+    steppers, out = {}, {}
     for mode in filter(None, args.modes.split(",")):
         try:
-            out[mode] = measure(spec, mode, args)
+            steppers[mode], out[mode] = build(spec, mode, args.warmup)
         except Exception as e:  # noqa: BLE001 - a failed mode (torch.compile without a compiler) is a result
             out[mode] = {"error": f"{type(e).__name__}: {e}"[:1500], "trace": traceback.format_exc()[-1500:]}
         out[mode]["threads"] = torch.get_num_threads()
+    print(json.dumps({"ready": sorted(steppers)}), flush=True)
+    # One timed repeat of every mode per "run" line, so the caller can alternate them with its own repeats.
+    for line in sys.stdin:
+        if line.strip() != "run":
+            continue
+        round_times = {}
+        for mode, run_steps in steppers.items():
+            t0 = time.perf_counter()
+            run_steps(args.steps)
+            round_times[mode] = (time.perf_counter() - t0) / args.steps
+            out[mode].setdefault("repeats", []).append(round_times[mode])
+        print(json.dumps({"round": round_times}), flush=True)
+    for mode in steppers:
+        last = out[mode].pop("last")
+        out[mode]["final_loss"] = float(last["loss"])
+        if out[mode].get("repeats"):
+            out[mode]["sec_per_step"] = statistics.median(out[mode]["repeats"])
     out["versions"] = {"torch": torch.__version__, "numpy": np.__version__}
     print(json.dumps(out), flush=True)
 

@@ -21,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,18 +132,8 @@ def build_jax(config):
     return step, state, batch["image"], batch["label"], spec
 
 
-def time_loop(run_steps, warmup: int, steps: int, repeats: int) -> list[float]:
-    """Seconds per step of each repeat; `run_steps(k)` runs k steps and returns only when they are done."""
-    run_steps(warmup)
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_steps(steps)
-        out.append((time.perf_counter() - start) / steps)
-    return out
-
-
-def measure_jax(config, args) -> tuple[dict, dict]:
+def jax_runner(config, args):
+    """(spec, run_repeat, info): the compiled, warmed-up JAX step; `run_repeat()` times `--steps` steps."""
     import jax
 
     t0 = time.perf_counter()
@@ -158,13 +149,52 @@ def measure_jax(config, args) -> tuple[dict, dict]:
             holder["metrics"] = m
         holder["state"] = s
 
+    def run_repeat() -> float:
+        start = time.perf_counter()
+        run_steps(args.steps)
+        return (time.perf_counter() - start) / args.steps
+
     run_steps(1)  # compile
-    compile_s = time.perf_counter() - t0
-    per_step = time_loop(run_steps, args.warmup, args.steps, args.repeats)
-    loss = float(holder["metrics"]["loss"])
-    return spec, {"sec_per_step": statistics.median(per_step), "repeats": per_step,
-                  "build_and_compile_s": compile_s, "final_loss": loss, "backend": jax.default_backend(),
-                  "devices": jax.device_count()}
+    info = {"build_and_compile_s": time.perf_counter() - t0, "backend": jax.default_backend(),
+            "devices": jax.device_count(), "final_loss": lambda: float(holder["metrics"]["loss"])}
+    run_steps(args.warmup)
+    return spec, run_repeat, info
+
+
+class TorchWorker:
+    """bench/torch_train_step.py in .venv-torch, kept running: `run_round()` times one repeat of every mode, so
+    the rounds alternate with JAX's repeats and each ratio compares runs seconds apart (this machine's speed
+    drifts by 2x within an hour)."""
+
+    def __init__(self, spec: dict, args):
+        cmd = [args.torch_python, os.path.join(ROOT, "bench", "torch_train_step.py"), "--spec", json.dumps(spec),
+               "--modes", args.torch_modes, "--threads", str(args.threads), "--warmup", str(args.warmup),
+               "--steps", str(args.steps)]
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill and block the worker
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                      text=True)
+        self.ready = self._read("ready")["ready"]
+
+    def _read(self, key: str | None) -> dict:
+        for line in self._proc.stdout:
+            if line.startswith("{"):
+                message = json.loads(line)
+                if key is None or key in message:
+                    return message
+        self._stderr.seek(0)
+        raise RuntimeError(f"exit {self._proc.wait()}: {self._stderr.read()[-2000:]}")
+
+    def run_round(self) -> dict:
+        self._proc.stdin.write("run\n")
+        self._proc.stdin.flush()
+        return self._read("round")["round"]
+
+    def finish(self) -> dict:
+        """{mode: {sec_per_step, repeats, first_step_s, ...} or {error}, 'versions': {...}}."""
+        self._proc.stdin.close()
+        out = self._read(None)
+        self._proc.wait()
+        return out
 
 
 def measure_peak(n: int = 2048, reps: int = 5) -> float:
@@ -184,20 +214,6 @@ def measure_peak(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def measure_torch(spec: dict, args) -> dict:
-    """Runs bench/torch_train_step.py in .venv-torch and returns its JSON ({'eager': {...}, 'compile': {...}})."""
-    if not os.path.exists(args.torch_python):
-        return {"error": f"{args.torch_python} missing: create .venv-torch (first part of launch/test_torch.sh)"}
-    cmd = [args.torch_python, os.path.join(ROOT, "bench", "torch_train_step.py"), "--spec", json.dumps(spec),
-           "--modes", args.torch_modes, "--threads", str(args.threads), "--warmup", str(args.warmup),
-           "--steps", str(args.steps), "--repeats", str(args.repeats)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        return {"error": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-2000:]}"}
-    return json.loads(lines[-1])
-
-
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -214,8 +230,32 @@ def main(argv=None) -> dict:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
     config = load_config(args.config, args.set)
     load_before = os.getloadavg()[0]
-    peaks = [] if args.peak_flops else [measure_peak()]  # before and after the JAX timing: the best of both
-    spec, jax_res = measure_jax(config, args)
+    peaks = [] if args.peak_flops else [measure_peak()]  # before and after the timing: the best of both
+    spec, run_jax, jax_info = jax_runner(config, args)
+    worker, torch_res = None, None
+    if not args.skip_torch:
+        if "torch_unsupported" in spec:
+            torch_res = {"error": spec["torch_unsupported"]}
+        elif not os.path.exists(args.torch_python):
+            torch_res = {"error": f"{args.torch_python} missing: create .venv-torch (first part of launch/test_torch.sh)"}
+        else:
+            try:
+                worker = TorchWorker(spec, args)
+            except RuntimeError as e:
+                torch_res = {"error": str(e)}
+    jax_times, rounds = [], []
+    for _ in range(args.repeats):  # JAX, then every PyTorch mode, per round
+        jax_times.append(run_jax())
+        if worker is not None:
+            try:
+                rounds.append(worker.run_round())
+            except RuntimeError as e:
+                torch_res, worker = {"error": f"the PyTorch worker failed in round {len(rounds) + 1}: {e}"}, None
+    if worker is not None:
+        torch_res = worker.finish()
+    jax_res = {"sec_per_step": statistics.median(jax_times), "repeats": jax_times,
+               "build_and_compile_s": jax_info["build_and_compile_s"], "final_loss": jax_info["final_loss"](),
+               "backend": jax_info["backend"], "devices": jax_info["devices"]}
     bs = spec["batch_size"]
     jax_res["images_per_s"] = bs / jax_res["sec_per_step"]
     fl = flops_lib.step_flops(spec, bs)
@@ -226,7 +266,8 @@ def main(argv=None) -> dict:
         "config": args.config, "overrides": args.set,
         "xla_flags": os.environ.get("XLA_FLAGS", ""), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "load_avg": [load_before, os.getloadavg()[0]],
-        "timing": {"warmup": args.warmup, "steps": args.steps, "repeats": args.repeats},
+        "timing": {"warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
+                   "order": "alternating rounds: one JAX repeat, then one repeat of each PyTorch mode"},
         "shapes": spec, "jax": jax_res,
         "flops": {"model_per_step": fl["model"], "tokenizer_per_step": fl["tokenizer"],
                   "forward_per_example": fl["forward_per_example"], "parts_forward_per_example": fl["parts"],
@@ -235,17 +276,17 @@ def main(argv=None) -> dict:
         "peak_flops": peak, "peak_source": "--peak_flops" if args.peak_flops else "measured: best JAX f32 2048^3 matmul, before and after",
     }
     result["jax"]["mfu"] = fl["model"] / jax_res["sec_per_step"] / peak
-    if not args.skip_torch:
-        if "torch_unsupported" in spec:
-            result["torch"] = {"error": spec["torch_unsupported"]}
-        else:
-            result["torch"] = measure_torch(spec, args)
-            result["torch_threads"] = args.threads
-        for mode, res in result["torch"].items():
+    if torch_res is not None:
+        result["torch"] = torch_res
+        result["torch_threads"] = args.threads
+        for mode, res in torch_res.items():
             if isinstance(res, dict) and res.get("sec_per_step"):
                 res["images_per_s"] = bs / res["sec_per_step"]
                 res["mfu"] = fl["model"] / res["sec_per_step"] / peak
-                result[f"ratio_jax_over_torch_{mode}"] = jax_res["images_per_s"] / res["images_per_s"]
+                # The median of the per-round ratios: each compares two runs made seconds apart.
+                per_round = [r[mode] / j for r, j in zip(rounds, jax_times)]
+                result[f"round_ratios_jax_over_torch_{mode}"] = per_round
+                result[f"ratio_jax_over_torch_{mode}"] = statistics.median(per_round)
     result["load_avg"].append(os.getloadavg()[0])
     print_table(result)
     print(json.dumps(result), flush=True)
@@ -265,15 +306,18 @@ def print_table(r: dict) -> None:
           f"GLIBC_TUNABLES={r.get('glibc_tunables', '')!r}")
     print(f"model FLOPs/step {r['flops']['model_per_step'] / 1e9:.2f} G (3 x forward matmuls), peak "
           f"{r['peak_flops'] / 1e9:.1f} GFLOP/s ({r['peak_source']})")
-    print(f"{'side':<16}{'s/step':>10}{'images/s':>11}{'MFU':>8}{'JAX/this':>10}")
-    rows = [("jax", r["jax"])] + [(f"torch {m}", v) for m, v in r.get("torch", {}).items()
-                                 if isinstance(v, dict) and m != "versions"]
-    for name, v in rows:
+    print(f"{'side':<16}{'s/step':>10}{'images/s':>11}{'MFU':>8}{'JAX/this':>10}  (median of the rounds; range)")
+    rows = [("jax", "", r["jax"])] + [(f"torch {m}", m, v) for m, v in r.get("torch", {}).items()
+                                     if isinstance(v, dict) and m != "versions"]
+    for name, mode, v in rows:
         if not v.get("sec_per_step"):
             print(f"{name:<16}  failed: {str(v.get('error', ''))[:200]}")
             continue
-        ratio = r["jax"]["images_per_s"] / v["images_per_s"]
-        print(f"{name:<16}{v['sec_per_step']:>10.4f}{v['images_per_s']:>11.1f}{v['mfu']:>8.1%}{ratio:>9.2f}x")
+        line = f"{name:<16}{v['sec_per_step']:>10.4f}{v['images_per_s']:>11.1f}{v['mfu']:>8.1%}"
+        if mode:
+            rounds = r[f"round_ratios_jax_over_torch_{mode}"]
+            line += f"{r[f'ratio_jax_over_torch_{mode}']:>9.2f}x  ({min(rounds):.2f}-{max(rounds):.2f}x)"
+        print(line)
     if isinstance(r.get("torch", {}).get("error"), str):
         print(f"torch: {r['torch']['error'][:300]}")
 
