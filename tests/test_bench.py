@@ -46,6 +46,22 @@ def test_jax_half_runs_tiny_and_reports(monkeypatch):
 
 
 @pytest.mark.slow
+def test_rounds_alternate_with_the_pytorch_worker(monkeypatch):
+    """Both halves at a tiny size (needs .venv-torch, from launch/test_torch.sh): one ratio per round."""
+    monkeypatch.chdir(os.path.dirname(BENCH))
+    if not os.path.exists(".venv-torch/bin/python"):
+        pytest.skip(".venv-torch missing: bash launch/test_torch.sh creates it")
+    result = _load("train_step").main([
+        "--config", "configs/quickstart.py:tiny", "--set", "train.batch_size=8", "--set", "mesh.data=1",
+        "--warmup", "1", "--steps", "2", "--repeats", "3", "--torch_modes", "eager", "--peak_flops", "1e11"])
+    eager = result["torch"]["eager"]
+    assert len(eager["repeats"]) == 3 and eager["sec_per_step"] > 0 and eager["final_loss"] > 0
+    rounds = result["round_ratios_jax_over_torch_eager"]
+    assert len(rounds) == 3 and all(r > 0 for r in rounds)
+    assert min(rounds) <= result["ratio_jax_over_torch_eager"] <= max(rounds)
+
+
+@pytest.mark.slow
 def test_gpu_loss_check_compares_bf16_with_a_float32_cpu_child(tmp_path, monkeypatch):
     """bench/gpu.py's correctness half, here with both sides on the CPU: bf16 and float32 first steps agree."""
     monkeypatch.chdir(os.path.dirname(BENCH))
