@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
         if "torch_unsupported" in spec:
             torch_res = {"error": spec["torch_unsupported"]}
         elif not os.path.exists(args.torch_python):
-            torch_res = {"error": f"{args.torch_python} missing: create .venv-torch (first part of launch/test_torch.sh)"}
+            torch_res = {"error": f"{args.torch_python} missing: create .venv-torch (launch/test_torch.sh does)"}
         else:
             try:
                 worker = TorchWorker(spec, args)
