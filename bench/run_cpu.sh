@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Every CPU benchmark of issue 6 in one go, on a machine with nothing else running (check `uptime` first: the
 # ratios hold under load only roughly, see bench/README.md). Each script's JSON line goes to
-# bench/results/DATE-cpu-NAME.json, its table to the console. Needs .venv, .venv-torch (launch/test_torch.sh)
-# and .venv-bench (bench/setup_bench.sh). About 6 minutes on 2 cores.
+# bench/results/DATE-cpu-NAME.json (DATEb-, DATEc-, ... for later runs that day), its table to the console.
+# Needs .venv, .venv-torch (launch/test_torch.sh) and .venv-bench (bench/setup_bench.sh). About 6 minutes on
+# 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/env.sh  # as launch/*.sh run jobs (huge pages for the host heap), for both sides of each comparison
 bash bench/setup_bench.sh >/dev/null
-out=bench/results/$(date +%F)-cpu
+# A second run on the same day gets its own prefix (DATEb, DATEc, ...): earlier results stay as they were.
+day=$(date +%F); out=bench/results/$day-cpu
+for suffix in b c d e f g h i j k; do
+  compgen -G "$out-*.json" >/dev/null || break
+  out=bench/results/$day$suffix-cpu
+done
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 run() {  # the console gets the table, the results file the last JSON line
   local name=$1 log; shift; log=$(mktemp)

@@ -173,7 +173,7 @@ class TorchWorker:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill and block the worker
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                       text=True)
-        self.ready = self._read("ready")["ready"]
+        self._read("ready")  # every mode built and warmed up
 
     def _read(self, key: str | None) -> dict:
         for line in self._proc.stdout:
@@ -252,7 +252,10 @@ def main(argv=None) -> dict:
             except RuntimeError as e:
                 torch_res, worker = {"error": f"the PyTorch worker failed in round {len(rounds) + 1}: {e}"}, None
     if worker is not None:
-        torch_res = worker.finish()
+        try:
+            torch_res = worker.finish()
+        except RuntimeError as e:
+            torch_res = {"error": f"the PyTorch worker failed at its end: {e}"}
     jax_res = {"sec_per_step": statistics.median(jax_times), "repeats": jax_times,
                "build_and_compile_s": jax_info["build_and_compile_s"], "final_loss": jax_info["final_loss"](),
                "backend": jax_info["backend"], "devices": jax_info["devices"]}
