@@ -124,7 +124,8 @@ def bench(num_patches: int, dim: int, d: int, source: str = "synthetic", repeats
             ours.append(fit_ours(x, d))
             if with_sklearn:
                 sk_round = run_sklearn(path, d, ("f32", "f64") if r == 0 else ("f32",), python)
-                sk = sk_round if r == 0 else sk  # the first round's also has the float64 reference
+                if r == 0:
+                    sk = sk_round  # the components compared below, and the float64 reference
                 rounds.append((ours[-1][0], sk_round["f32_s"]))
     ours_f64 = [fit_ours(x.astype(np.float64), d) for _ in range(repeats)]  # conversion is part of that path
     fitted, fitted64 = ours[0][1], ours_f64[0][1]
