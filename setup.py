@@ -33,7 +33,7 @@ setup(
     name="ldae_jax",
     version="0.1.0",
     description="latent Denoising Autoencoders (l-DAE) in JAX/Flax, TPU-first",
-    packages=find_packages(include=["ldae_jax", "ldae_jax.*", "configs"]),
+    packages=find_packages(include=["ldae_jax", "ldae_jax.*", "configs", "configs.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={

@@ -73,7 +73,7 @@ def rate(batches, n: int, warmup: int) -> float:
 def measure_sources(data_dir: str, jpegs: int, batches: int, warmup: int = 2, batch: int = 32,
                     fashion_mnist: bool = True) -> dict:
     """{source/mode: images/s} of train_iterator and eval_batches for the three sources, in this process."""
-    from ldae_jax.data import pipeline, prepared
+    from ldae_jax.data import pipeline, prepared, sources, splits
 
     def train(builder, size, augment, batch):
         return rate(pipeline.train_iterator(builder, split="train", global_batch_size=batch, image_size=size,
@@ -83,11 +83,11 @@ def measure_sources(data_dir: str, jpegs: int, batches: int, warmup: int = 2, ba
     def evaluate(builder, size, batch):
         it = pipeline.eval_batches(builder, split="train", global_batch_size=batch, image_size=size,
                                    process_index=0, process_count=1)
-        return rate(it, min(batches, pipeline.num_examples(builder, "train") // batch - warmup), warmup)
+        return rate(it, min(batches, splits.num_examples(builder, "train") // batch - warmup), warmup)
 
     out = {}
     if fashion_mnist:
-        fm = pipeline.get_builder("fashion_mnist_local", os.path.join(data_dir, "tfds"))
+        fm = sources.get_source("fashion_mnist_local", os.path.join(data_dir, "tfds"))
         out["fashion_mnist/train"] = train(fm, 28, "center_crop", 256)
         out["fashion_mnist/eval"] = evaluate(fm, 28, 256)
     jp = bench_jpegs_builder(os.path.join(data_dir, "tfds"), jpegs)

@@ -66,10 +66,10 @@ def synthetic_patches(n: int, dim: int, seed: int = 0, alpha: float = 1.5) -> np
 
 def fashion_mnist_patches(n: int, seed: int = 0, patch_size: int = 7) -> np.ndarray:
     """float32 [n, 49]: grid-aligned 7x7 patches of the embedded Fashion-MNIST train images, as the quickstart fits."""
-    from ldae_jax.data import pipeline
+    from ldae_jax.data import pipeline, sources
     from ldae_jax.tokenizers import pca as pca_lib
 
-    builder = pipeline.get_builder("fashion_mnist_local", None)
+    builder = sources.get_source("fashion_mnist_local", None)
     import tensorflow_datasets as tfds
 
     images = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))["image"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -51,20 +50,11 @@ def parse_args(argv=None):
 
 
 def load_config(spec: str, overrides: list[str]):
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg)
-    for item in overrides:
-        key, _, value = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        old = node[leaf]
-        node[leaf] = value.lower() in ("1", "true", "yes") if isinstance(old, bool) else type(old)(value)
-    return config
+    """configs/FILE.py[:variant] (relative to the repository) with `--set` overrides, as ldae_jax.main reads them."""
+    from ldae_jax import config_lib
+
+    path = spec if os.path.isabs(spec) else os.path.join(ROOT, spec)
+    return config_lib.apply_overrides(config_lib.load_file(path), list(overrides))
 
 
 def channels_of(config) -> int:
@@ -75,17 +65,17 @@ def random_tokenizer(config, channels: int):
     """The config's tokenizer shape with a random orthonormal basis: the same work as a fitted PCA."""
     import numpy as np
 
-    from ldae_jax.tokenizers import pca as pca_lib, tokenizer as tok_lib
+    from ldae_jax.tokenizers import pca as pca_lib, pixel
 
-    p, kind = config.pca.patch_size, config.tokenizer.kind
+    p, kind = config.tokenizer.patch_size, config.tokenizer.kind
     if kind == "pixel":
-        return tok_lib.identity(p, channels)
+        return pixel.identity(p, channels)
     if kind != "pca":
         raise SystemExit(f"bench: tokenizer.kind={kind!r} is not benchmarked (pca and pixel are)")
     dim = p * p * channels
     a = np.random.default_rng(0).normal(size=(dim, dim))
-    return pca_lib.fit((np.zeros(dim), a @ a.T / dim), patch_size=p, channels=channels, d=config.pca.d,
-                       whiten=config.pca.whiten)
+    return pca_lib.fit((np.zeros(dim), a @ a.T / dim), patch_size=p, channels=channels, d=config.tokenizer.d,
+                       whiten=config.tokenizer.pca.whiten)
 
 
 def build_jax(config):
@@ -100,7 +90,7 @@ def build_jax(config):
     channels, size, tc = channels_of(config), config.data.image_size, config.train
     tok = random_tokenizer(config, channels)
     objective = objectives.objective_from(config, num_classes=10)
-    in_dim, out_dim = objective.dims(tok)
+    in_dim, out_dim = objective.dims(tok.dim, tok.d)
     num_tokens = (size // tok.patch_size) ** 2
     model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
                                   num_classes=objective.num_classes)

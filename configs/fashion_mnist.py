@@ -7,13 +7,14 @@ ViT-Tiny width (192, 3 heads), 4 + 4 blocks, 7x7 patches with a d=16 PCA latent,
 Variant `d=N` changes the latent dimension, e.g. `configs/fashion_mnist.py:d=8`.
 """
 
-from configs import common, quickstart
+from configs import quickstart
+from ldae_jax import config_lib
 
 
 def get_config(arg: str = ""):
-    args = common.parse_arg(arg, d=16)
+    args = config_lib.parse_arg(arg, d=16)
     c = quickstart.get_config()
-    c.pca.d = args.d
+    c.tokenizer.d = args.d
     c.model.size = "tiny"
     c.model.encoder_depth = 4
     c.model.decoder_depth = 4

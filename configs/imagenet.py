@@ -1,4 +1,4 @@
-"""l-DAE on ImageNet-1k at 256 px: the paper's recipes (PAPER.md 1.6, 1.7, 1.9, 3.4, 4.1, 4.2).
+"""l-DAE on ImageNet-1k at 256 px: the paper's recipes (docs/paper_notes.md 1.6, 1.7, 1.9, 3.4, 4.1, 4.2).
 
     python -m ldae_jax.main --config=configs/imagenet.py:model=half_L,epochs=400 --workdir=gs://BUCKET/ldae_hL400
     # on a pod: python launch/launch.py tpu run --accelerator-type=v3-256 ... (see launch/README.md)
@@ -24,21 +24,21 @@ Times other than DiT-L's are that figure scaled by the per-token FLOPs (B + B: 2
 0.56x; L + L: 48 blocks of width 1024, 2x) and by epochs; none has been measured by us.
 """
 
-from configs import common
+from ldae_jax import config_lib, schema
 
 MODELS = ("B", "half_L", "L")
 EPOCHS = (400, 800, 1600)
 AUGMENT = ("random_resized_crop", "center_crop")
-FINETUNE_LAYER_DECAY = {"B": 0.85, "half_L": 0.75, "L": 0.65}  # PAPER.md 4.2 gives B and L; 1/2L in between
+FINETUNE_LAYER_DECAY = {"B": 0.85, "half_L": 0.75, "L": 0.65}  # docs/paper_notes.md 4.2 give B and L; 1/2L in between
 
 
 def get_config(arg: str = ""):
-    args = common.parse_arg(arg, model="half_L", epochs=400, augment="random_resized_crop")
+    args = config_lib.parse_arg(arg, model="half_L", epochs=400, augment="random_resized_crop")
     for name, value, valid in (("model", args.model, MODELS), ("epochs", args.epochs, EPOCHS),
                                ("augment", args.augment, AUGMENT)):
         if value not in valid:
             raise ValueError(f"{name}={value!r} is not one of the paper's recipes; choose one of {valid}")
-    c = common.ldae_base()
+    c = schema.defaults()
     c.data.name = "imagenet2012"
     c.data.image_size = 256
     c.data.augment = args.augment

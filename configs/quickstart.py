@@ -8,19 +8,19 @@ a table. 12-17 minutes on 2 CPU cores; see the README for the measured numbers.
 Variants (`--config=configs/quickstart.py:tiny`): `tiny` runs 20 steps on 2k images, for tests.
 """
 
-from configs import common
+from ldae_jax import config_lib, schema
 
 
 def get_config(arg: str = ""):
-    args = common.parse_arg(arg, tiny=False)
-    c = common.ldae_base()
+    args = config_lib.parse_arg(arg, tiny=False)
+    c = schema.defaults()
     c.data.name = "fashion_mnist_local"
     c.data.image_size = 28
     c.data.augment = "center_crop"
     c.data.eval_split = "test"
-    c.pca.patch_size = 7  # 16 tokens of D = 49
-    c.pca.d = 16
-    c.pca.num_patches = 200_000
+    c.tokenizer.patch_size = 7  # 16 tokens of D = 49
+    c.tokenizer.d = 16
+    c.tokenizer.num_patches = 200_000
     c.model.size = "mini"
     c.model.dtype = "float32"
     # model.attention stays "xla": which of xla/einsum is faster depends on the CPU (bench/README.md)
@@ -36,7 +36,7 @@ def get_config(arg: str = ""):
     if args.tiny:
         c.data.train_split = "train[:2048]"  # TFDS slicing
         c.data.eval_split = "test[:500]"
-        c.pca.num_patches = 5_000
+        c.tokenizer.num_patches = 5_000
         c.model.width = 32
         c.model.num_heads = 2
         c.model.encoder_depth = 1

@@ -9,8 +9,11 @@
     python launch/launch.py local --num-processes=2 --devices-per-process=4 --config=... --workdir=workdirs/mp
 
 Every subcommand takes --dry-run, which prints the exact shell commands (one a line, copy-pastable) instead of
-running them; everything after `--` goes to ldae_jax.main unchanged. The file uses the standard library only,
-so it runs before any set-up and on a laptop that only drives gcloud.
+running them; everything after `--` goes to ldae_jax.main unchanged. Before it starts or submits a run, the
+launcher runs the config's check here (`python -m ldae_jax.main --dry_run`) with the device and host count the
+job will have, so a config that would fail stops before any host starts (`--skip-check` when this machine
+cannot import ldae_jax). The file uses the standard library only, so it runs before any set-up and on a laptop
+that only drives gcloud.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ OWN_FLAGS = ("--config", "--workdir", "--multihost", "--coordinator_address", "-
 
 
 class LaunchError(Exception):
-    """A mistake the user can fix: printed as one `error:` line, exit code 2 (like argparse)."""
+    """A mistake the user can fix: printed as one `error:` line, exit code 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one `error:` line (no usage block before it) and exit code 2."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 # --------------------------------------------------------------------------------------------- TPU slices
@@ -134,6 +145,35 @@ INSTALL_HINTS = {
 }
 
 
+# JAX devices per TPU chip: v2/v3 show each of a chip's two TensorCores; v4 and v5p join them (megacore);
+# v5e and v6e chips have one.
+DEVICES_PER_CHIP = {"v2": 2, "v3": 2}
+
+
+def check_config(args, extra: list[str], *, devices: int | None, hosts: int = 1, remote_data: bool = False) -> None:
+    """The run's one check before compute, here, for a job of `devices` devices on `hosts` hosts (None: this
+    machine's devices); a failure is the check's own error line."""
+    if args.skip_check:
+        return
+    flags = ["--dry_run", *([f"--devices={devices}", f"--hosts={hosts}"] if devices else []),
+             *(["--remote_data"] if remote_data else [])]
+    argv = main_argv(args.python, "ldae_jax.main", args, extra, *flags)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO))
+    except FileNotFoundError:
+        raise LaunchError(f"{args.python} not found: give --python, the Python with ldae_jax installed") from None
+    if proc.returncode == 0:
+        print(f"checked: {proc.stdout.strip().splitlines()[-1]}", file=sys.stderr, flush=True)
+        return
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    if proc.returncode == 2 and errors:
+        raise LaunchError(errors[-1][len("error: "):])
+    if "No module named" in proc.stderr:
+        raise LaunchError(f"{args.python} cannot import ldae_jax to check the config: give --python, run "
+                          "`bash launch/setup.sh`, or pass --skip-check")
+    raise LaunchError(f"the config check failed (exit code {proc.returncode}): {shlex.join(argv)}")
+
+
 def main_argv(python: str, module: str, args, extra: list[str], *flags: str) -> list[str]:
     """`python -m module [flags] --config=... --workdir=... extra`; --config is optional, as in main.py."""
     config = [f"--config={args.config}"] if args.config else []
@@ -187,6 +227,14 @@ def tpu_steps(args, extra: list[str]) -> list[Step]:
             unpack = f"mkdir -p {where} && tar -xzf ldae_jax_src.tar.gz -C {where}"
             steps.append(ssh(apt, unpack, install))
     elif args.action == "run":
+        if not args.dry_run:
+            if not args.accelerator_type:
+                raise LaunchError("tpu run: give --accelerator-type, so the config is checked for the slice's "
+                                  "devices before the job starts (or --skip-check)")
+            tpu = args.accelerator_type
+            per_chip = DEVICES_PER_CHIP.get(tpu.accelerator_type.split("-")[0], 1)
+            check_config(args, extra, devices=tpu.hosts * tpu.chips_per_host * per_chip, hosts=tpu.hosts,
+                         remote_data=True)
         if not args.workdir.startswith("gs://"):
             steps.append(Step(comment=f"warning: --workdir={args.workdir} is not gs://: each host has its own disk, "
                                       "and orbax needs one path every host shares (gs://, or a mount on every host)"))
@@ -248,6 +296,7 @@ def slurm(args, extra: list[str]) -> None:
         print(f"cat > {shlex.quote(path)} <<'EOF'\n{script}EOF")
         print(shlex.join(["sbatch", path]))
         return
+    check_config(args, extra, devices=args.nodes * args.gpus_per_node, hosts=args.nodes)
     os.makedirs(args.log_dir, exist_ok=True)
     Path(path).write_text(script)
     print(f"wrote {path}", file=sys.stderr)
@@ -265,6 +314,14 @@ def gpu_step(args, extra: list[str]) -> Step:
     return Step(main_argv(args.python, "ldae_jax.main", args, extra), env=env, cwd=str(REPO))
 
 
+def gpu(args, extra: list[str]) -> None:
+    step = gpu_step(args, extra)
+    if not args.dry_run:
+        devices = len([g for g in args.gpus.split(",") if g.strip()]) if args.gpus else None  # None: all of them
+        check_config(args, extra, devices=devices)
+    run_steps(args, [step], exec_last=True)
+
+
 # ------------------------------------------------------------------------------------------------ local
 
 
@@ -280,7 +337,7 @@ def local_steps(args, extra: list[str], port: int) -> list[tuple[Step, str]]:
     # Inherited XLA_FLAGS stay, except a device count, which is ours to set.
     kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
     sys.path.insert(0, str(REPO))
-    from ldae_jax import host_malloc  # standard library only
+    from ldae_jax.runtime import host_malloc  # standard library only
 
     env = {"XLA_FLAGS": " ".join([*kept, f"--xla_force_host_platform_device_count={args.devices_per_process}"]),
            "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -304,6 +361,8 @@ def local(args, extra: list[str]) -> None:
             print(f"{step.line()} > {shlex.quote(log)} 2>&1 &")
         print("wait")
         return
+    if args.module == "ldae_jax.main":
+        check_config(args, extra, devices=args.num_processes * args.devices_per_process, hosts=args.num_processes)
     print(f"{header[2:]}; logs in {log_dir}", flush=True)
     os.makedirs(log_dir, exist_ok=True)
     sys.exit(run_processes(procs))
@@ -401,12 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     def parser(sub, name: str, help_: str, *parents) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=list(parents), allow_abbrev=False)
 
-    top = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+    top = ArgumentParser(prog="launch.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                   formatter_class=argparse.RawDescriptionHelpFormatter,
                                   epilog="Arguments after `--` go to ldae_jax.main:\n"
                                          "  launch.py gpu --workdir=w -- --config.train.total_steps=100")
     dry = argparse.ArgumentParser(add_help=False)
     dry.add_argument("--dry-run", action="store_true", help="print the shell commands instead of running them")
+    dry.add_argument("--skip-check", action="store_true",
+                     help="do not check the config here before launching (when this machine cannot import ldae_jax)")
     program = argparse.ArgumentParser(add_help=False)
     program.add_argument("--config", help="configs/FILE.py[:variant], relative to the repo root")
     program.add_argument("--workdir", required=True, help="the run's output directory (gs://... on TPU pods)")
@@ -459,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = parser(subs, "gpu", "one GPU node: the main program, in the foreground", dry, program, python)
     p.add_argument("--gpus", help="CUDA_VISIBLE_DEVICES, e.g. 0,1 (default: all)")
-    p.set_defaults(handler=lambda args, extra: run_steps(args, [gpu_step(args, extra)], exec_last=True))
+    p.set_defaults(handler=gpu)
 
     p = parser(subs, "local", "N CPU processes on this machine: a multi-host job to test multi-host code",
                dry, program, python)

@@ -1,7 +1,8 @@
-"""Noise schedules, t sampling, loss weights and prediction-target conversions (PAPER.md 2.1-2.3).
+"""Noise schedules, t sampling, loss weights and prediction-target conversions (docs/paper_notes.md 2.1-2.3).
 
 Forward process z_t = gamma_t z_0 + sigma_t eps over T discrete steps, t uniform in {0, ..., T-1}. The paper
-leaves the endpoint conventions open ([NOT FOUND], PAPER.md 2.2); the ones chosen here are stated per schedule.
+leaves the endpoint conventions open (not given; docs/paper_notes.md 2.2, whose items 1-4 the schedules below
+cite); the ones chosen here are stated per schedule.
 Knows nothing about models or tokenizers: it sees arrays [B, ...] and indices t [B].
 """
 from __future__ import annotations
@@ -56,20 +57,20 @@ def ddpm_betas(T: int) -> np.ndarray:
 
 
 def ddpm_linear_beta(T: int = 1000) -> Schedule:
-    """DiT/ADM default (PAPER.md 2.2.1): beta linear 1e-4 -> 0.02 (x 1000/T), gamma_t^2 = prod_{s<=t}(1 - beta_s)."""
+    """DiT/ADM default (notes 2.2 item 1): beta linear 1e-4 -> 0.02 (x 1000/T), gamma_t^2 = prod_{s<=t}(1 - beta_s)."""
     gamma_sq = np.cumprod(1.0 - ddpm_betas(T))
     return _make(np.sqrt(gamma_sq), np.sqrt(1.0 - gamma_sq), "ddpm_linear_beta", True)
 
 
 def linear_gamma_sq(T: int = 1000) -> Schedule:
-    """Table 1 row 5 onward (PAPER.md 2.2.2): gamma_t^2 = 1 - t/T, t = 0..T-1 (t = 0 clean), sigma^2 = 1 - gamma^2."""
+    """Table 1 row 5 onward (notes 2.2 item 2): gamma_t^2 = 1 - t/T, t = 0..T-1 (t = 0 clean), sigma^2 = 1 - gamma^2."""
     _check_T(T)
     gamma_sq = 1.0 - np.arange(T, dtype=np.float64) / T
     return _make(np.sqrt(gamma_sq), np.sqrt(1.0 - gamma_sq), "linear_gamma_sq", True)
 
 
 def sigma_linear(T: int = 1000, sigma_max: float = math.sqrt(2.0)) -> Schedule:
-    """No input scaling (PAPER.md 2.2.3, final l-DAE): gamma_t = 1, sigma_t = sigma_max t/T (t = 10 -> 0.0141)."""
+    """No input scaling (notes 2.2 item 3, final l-DAE): gamma_t = 1, sigma_t = sigma_max t/T (t = 10 -> 0.0141)."""
     _check_T(T)
     if not sigma_max > 0:
         raise ValueError(f"sigma_max must be > 0, got {sigma_max}")
@@ -78,7 +79,7 @@ def sigma_linear(T: int = 1000, sigma_max: float = math.sqrt(2.0)) -> Schedule:
 
 
 def single_level(T: int = 1000, sigma: float = math.sqrt(1.0 / 3.0)) -> Schedule:
-    """One noise level for every t (PAPER.md 2.2.4): gamma = 1, sigma constant (sqrt(1/3), the likely reading)."""
+    """One noise level for every t (notes 2.2 item 4): gamma = 1, sigma constant (sqrt(1/3), the likely reading)."""
     _check_T(T)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
@@ -130,7 +131,7 @@ def _check_prefix(t, x, what: str) -> None:
 
 
 def add_noise(schedule: Schedule, z0: jax.Array, t: jax.Array, noise: jax.Array) -> jax.Array:
-    """z0 [B, ...], t [B], noise [B, ...] -> z_t = gamma_t z0 + sigma_t noise  (PAPER.md 2.1)."""
+    """z0 [B, ...], t [B], noise [B, ...] -> z_t = gamma_t z0 + sigma_t noise  (docs/paper_notes.md 2.1)."""
     if z0.shape != noise.shape:
         raise ValueError(f"z0 {tuple(z0.shape)} and noise {tuple(noise.shape)} must have the same shape")
     _check_prefix(t, z0, "z0")
@@ -142,7 +143,7 @@ TARGETS = ("eps", "x0")
 
 
 def loss_weight(schedule: Schedule, t: jax.Array, target: str) -> jax.Array:
-    """t [B] -> lambda_t [B] float32 for the prediction target (PAPER.md 2.3).
+    """t [B] -> lambda_t [B] float32 for the prediction target (docs/paper_notes.md 2.3).
 
     "eps" (noise prediction, Eq. 2): 1. "x0" (clean data: z_0 in latent space or the image x_0, Eq. 3/4):
     gamma_t^2 for variance-preserving schedules (Table 3 step 1), and 1/(1 + sigma_t^2) without input scaling

@@ -5,5 +5,9 @@ class UserError(ValueError):
     """Bad input: a config value, a missing file, a workdir that cannot be used. The message says the fix."""
 
 
+class DataError(UserError):
+    """Bad data input (missing or corrupt files, bad arguments, unprepared datasets); the message says the fix."""
+
+
 class Preempted(Exception):
     """A stage stopped on a preemption notice after saving its state; rerunning the same command resumes it."""

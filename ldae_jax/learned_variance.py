@@ -1,4 +1,4 @@
-"""DiT's learned variance (Nichol & Dhariwal's hybrid loss; PAPER.md 1.8 [EXT]: DiT uses `learn_sigma=True`).
+"""DiT's learned variance (Nichol & Dhariwal's hybrid loss; docs/paper_notes.md 1.8 [EXT]: DiT uses `learn_sigma=True`).
 
 The network outputs twice the channels: the prediction and v in [-1, 1] (not clipped; the paper's DiT does not),
 which sets the reverse step's log-variance between the two natural bounds,

@@ -1,96 +1,89 @@
-"""Entry point: fit the PCA basis, pre-train l-DAE, linear-probe it, draw the denoising figure.
+"""Entry point: fit the tokenizer, pre-train l-DAE, linear-probe it, draw the denoising figure.
 
     python -m ldae_jax.main --config=configs/quickstart.py --workdir=workdirs/quickstart [--mode=all]
+    python -m ldae_jax.main --config=configs/quickstart.py --workdir=workdirs/q --dry_run   # check, print the plan
 
-Modes: all (the default: every stage, each resuming from what the workdir already holds), tokenizer (fit the
-PCA or train the patch AE/VAE / conv VAE; also called pca), pretrain, probe, figure, pretrain_probe (no
-figure), samples (a figure of generated images), fid (Table 1's FID: needs --config.fid.inception_weights).
-Without --config, the probe and figure modes read the workdir's config.json.
+Modes are named tuples of stages (`ldae_jax/modes.py`): all (the default: tokenizer, pretrain, probe, figure,
+each resuming from what the workdir already holds), tokenizer (also called pca), pretrain, probe, figure,
+pretrain_probe, samples, fid, finetune, export. Any config field can be set with `--config.SECTION.FIELD=VALUE`.
+Without --config, the workdir's config.json is read (a run made earlier). Every run first checks the config for
+its stages (`preflight.check`); `--dry_run` does only that and prints the plan.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 
-# TensorFlow (tf.data only) must not take accelerator memory; hide GPUs before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import jax
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from ldae_jax import cli, config_lib, modes
+from ldae_jax.errors import UserError
+from ldae_jax.runtime import distributed, host_malloc
+from ldae_jax.train import pretrain
 
-from ldae_jax import stages  # noqa: E402
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :variant).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for the run's outputs; a rerun resumes from it.")
-flags.DEFINE_enum("mode", "all", list(stages.MODES), "Which stage(s) to run ('pca' is another name for 'tokenizer').")
-flags.DEFINE_string("probe_file", "probe.json", "File in the workdir that the probe result is written to.")
-flags.DEFINE_bool("dry_run", False, "Check the command and the config (no data, devices or workdir), then stop.")
-flags.DEFINE_bool("allow_config_change", False, "Resume a checkpoint written under a different config (warns).")
-flags.DEFINE_bool("multihost", False, "Join a multi-host job auto-detected by JAX (TPU pods, SLURM).")
-flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for other multi-process jobs.")
-flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
-flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
-flags.mark_flags_as_required(["workdir"])
-
-run = stages.run  # main.run, the notebook entry point
+run = modes.run  # main.run, the notebook entry point
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:  # keep the console to progress lines; --verbosity=0 shows library logs
-        logging.set_verbosity(logging.WARNING)
-    from ldae_jax import config_lib
-    from ldae_jax.errors import UserError
-    from ldae_jax.train import pretrain
+def parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m ldae_jax.main", description=__doc__.split("\n\n")[0],
+                           epilog="Config fields: --config.SECTION.FIELD=VALUE, e.g. --config.train.total_steps=300 "
+                                  "(all fields and their defaults: ldae_jax/schema.py).")
+    p.add_argument("--config", help="configs/FILE.py[:variant]; default: the workdir's config.json")
+    p.add_argument("--workdir", required=True, help="the run's outputs; a rerun resumes from it")
+    p.add_argument("--mode", default="all", choices=list(modes.MODES), metavar="MODE",
+                   help=f"stages to run: {', '.join(modes.MODES)} (default all)")
+    p.add_argument("--probe_file", default="probe.json", help="file in the workdir that the probe result goes to")
+    p.add_argument("--dry_run", action="store_true",
+                   help="check the command and config for the mode's stages and print the plan; reads no data")
+    p.add_argument("--devices", type=int, help="with --dry_run: the devices the job will have (default: this one's)")
+    p.add_argument("--hosts", type=int, default=1, help="with --dry_run and --devices: the processes it will have")
+    p.add_argument("--remote_data", action="store_true",
+                   help="with --dry_run: the data is where the job runs (a pod's bucket), not here: check the "
+                        "splits against the dataset's known sizes instead of its metadata")
+    p.add_argument("--allow_config_change", action="store_true",
+                   help="resume a checkpoint written under a different config (warns)")
+    p.add_argument("--multihost", action="store_true", help="join a multi-host job detected by JAX (TPU, SLURM)")
+    p.add_argument("--coordinator_address", help="HOST:PORT of process 0, for other multi-process jobs")
+    p.add_argument("--num_processes", type=int, help="number of processes, with --coordinator_address")
+    p.add_argument("--process_id", type=int, help="this process's index, with --coordinator_address")
+    p.add_argument("--verbosity", type=int, help="library log level (-1 warnings, 0 info; default: errors only)")
+    return p
 
+
+def parse(argv: list[str]):
+    """(args, config): the flags, and the config with every --config.X=V applied (checked field by field)."""
+    overrides = [a[len("--config."):] for a in argv if a.startswith("--config.")]
+    args = parser().parse_args([a for a in argv if not a.startswith("--config.")])
+    if not args.dry_run and (args.devices is not None or args.hosts != 1 or args.remote_data):
+        raise UserError("--devices, --hosts and --remote_data describe the job for --dry_run; a run uses the "
+                        "devices it has")
+    if args.devices is not None and args.devices < 1 or args.hosts < 1:
+        raise UserError("--devices and --hosts must be positive")
+    config = config_lib.load_file(args.config) if args.config else config_lib.load_config(args.workdir)
+    return args, config_lib.apply_overrides(config, overrides)
+
+
+def main(argv: list[str]) -> None:
+    args, config = parse(argv)
+    cli.set_verbosity(args.verbosity)
+    if args.dry_run:
+        plan = modes.check(config, args.mode, devices=args.devices, processes=args.hosts,
+                           workdir=None if args.remote_data else args.workdir,
+                           local_data=not args.remote_data)
+        print(plan.describe(args.workdir))
+        print(f"dry run: the command and config are valid for --mode={args.mode}; nothing was read or written")
+        return
+    distributed.initialize(multihost=args.multihost, coordinator_address=args.coordinator_address,
+                           num_processes=args.num_processes, process_id=args.process_id)
+    modes.check(config, args.mode, workdir=args.workdir)  # run() checks again; a mistake's line comes first
+    if (note := host_malloc.hint(jax.default_backend())) and jax.process_index() == 0:
+        print(note, file=sys.stderr)
     try:
-        if FLAGS.dry_run:
-            config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
-            stages.check(config, FLAGS.mode)
-            print(f"dry run: the command and config are valid; --mode={FLAGS.mode} would write to {FLAGS.workdir}")
-            return
-        from ldae_jax.train import distributed
-
-        distributed.initialize(
-            multihost=FLAGS.multihost, coordinator_address=FLAGS.coordinator_address,
-            num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
-        )
-        import jax
-
-        from ldae_jax import host_malloc
-
-        if (note := host_malloc.hint(jax.default_backend())) and jax.process_index() == 0:
-            print(note, file=sys.stderr)
-        config = FLAGS.config if FLAGS.config is not None else config_lib.load_config(FLAGS.workdir)
-        run(config, FLAGS.workdir, FLAGS.mode, allow_config_change=FLAGS.allow_config_change,
-            probe_file=FLAGS.probe_file)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        run(config, args.workdir, args.mode, options=modes.Options(args.probe_file, args.allow_config_change))
     except pretrain.DivergenceError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
 
 
-def parse_flags(argv):
-    """absl's parsing, with config mistakes (unknown --config.x field, bad variant) as one-line errors."""
-    from configs import common
-    from ldae_jax import config_lib
-
-    try:
-        overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
-        config_lib.check_names(overrides, common.ldae_base())
-        return FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        message = str(e).strip().splitlines()[-1].strip()
-        print(f"error: bad command line: {message}. See --helpshort; config fields are listed in configs/common.py",
-              file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main)

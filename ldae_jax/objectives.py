@@ -1,10 +1,10 @@
-"""The denoising objectives of the ladder, from DiT's noise prediction to l-DAE (PAPER.md 1.4, 2.3-2.4).
+"""The denoising objectives of the ladder, from DiT's noise prediction to l-DAE (docs/paper_notes.md 1.4, 2.3-2.4).
 
 One pipeline covers every rung: patchify x0 -> z0 = encode(x0) -> z_t = gamma_t z0 + sigma_t eps, then
 - input 'latent' feeds z_t to the network, 'image' feeds decode(z_t) (Table 3 step 3);
 - output 'latent' reads the network's tokens as latents, 'image' as patches mapped to latents by encode (step 4);
 - target 'eps' (Eq. 2, weight 1), 'clean' (Eq. 3: z0, weight lambda_t) or 'original' (Eq. 4: the raw image x0
-  with the PCA residual weighted by w_res; l-DAE, step 5).
+  with the tokenizer's residual subspace weighted by w_res, which it computes; l-DAE, step 5).
 The input scaling (steps 1 -> 2) is the schedule's (`diffusion`). Reduction (the paper does not say): each
 token's squared error is divided by its dimension and averaged over tokens and batch, so losses compare across
 patch sizes and d. With `num_classes` > 0 the network is also given the label, replaced by the null label
@@ -19,14 +19,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ldae_jax import diffusion, learned_variance
+from ldae_jax import diffusion, learned_variance, schema
 from ldae_jax.errors import UserError
-from ldae_jax.tokenizers import pca as pca_lib
-from ldae_jax.tokenizers import tokenizer as tok_lib
 from ldae_jax.tokenizers.patches import patchify
-
-SPACES = ("image", "latent")
-TARGETS = ("original", "clean", "eps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +36,10 @@ class Objective:
     label_dropout: float = 0.0
     learn_sigma: bool = False  # the network also outputs v, the interpolation of DiT's log-variance
 
-    def dims(self, tok) -> tuple[int, int]:
-        """(input, output) size of one token for the network (output doubled for the variance channels)."""
-        size = {"image": tok.dim, "latent": tok.d}
+    def dims(self, dim: int, d: int) -> tuple[int, int]:
+        """(input, output) size of one token for the network, for tokens of D = `dim` pixels and `d` latents
+        (output doubled for the variance channels)."""
+        size = {"image": dim, "latent": d}
         return size[self.input], size[self.output] * (2 if self.learn_sigma else 1)
 
 
@@ -55,51 +51,57 @@ def split_output(obj: Objective, out):
     return pred, v
 
 
-def objective_from(config, num_classes: int) -> Objective:
-    """The `objective` section of a config, checked (clear errors for combinations that mean nothing)."""
+def check(config, kind) -> None:
+    """Combinations of `config.objective` with the noise schedule and the tokenizer `kind` (a registry entry)
+    that mean nothing, before any data is read."""
     o = config.objective
-    for field, value, valid in (("input", o.input, SPACES), ("output", o.output, SPACES),
-                                ("target", o.target, TARGETS)):
-        if value not in valid:
-            raise UserError(f"objective.{field}={value!r} is unknown; choose one of {', '.join(valid)}")
+    for field in ("input", "output", "target"):
+        if o[field] not in schema.CHOICES[f"objective.{field}"]:
+            raise UserError(f"objective.{field}={o[field]!r} is unknown; choose one of "
+                            f"{', '.join(schema.CHOICES['objective.' + field])}")
     if o.target == "eps" and o.output != "latent":
         raise UserError("objective.target='eps' predicts the latent noise: it needs objective.output='latent'")
     if o.target == "original" and o.output != "image":
         raise UserError("objective.target='original' predicts the raw image: it needs objective.output='image'")
-    if config.tokenizer.kind == "conv_vae" and (o.input, o.output) != ("latent", "latent"):
-        raise UserError("tokenizer.kind='conv_vae' works on whole images, not patches: it needs objective.input and "
-                        "objective.output 'latent' (as DiT)")
-    if o.target == "original" and config.tokenizer.kind not in ("pca", "pixel"):
+    if not kind.patchwise and (o.input, o.output) != ("latent", "latent"):
+        raise UserError(f"tokenizer.kind={kind.name!r} works on whole images, not patches: it needs objective.input "
+                        "and objective.output 'latent' (as DiT)")
+    if o.target == "original" and not kind.orthonormal:
         raise UserError(f"objective.target='original' weights the residual in an orthonormal basis (Eq. 4), which "
-                        f"tokenizer.kind={config.tokenizer.kind!r} does not have; use target 'clean' or 'eps'")
+                        f"tokenizer.kind={kind.name!r} does not have; use target 'clean' or 'eps'")
     if o.learn_sigma and (o.output != "latent" or config.noise.schedule != "ddpm_linear_beta"):
         raise UserError("objective.learn_sigma (DiT's learned variance) needs objective.output='latent' and "
                         f"noise.schedule='ddpm_linear_beta', got output={o.output!r}, "
                         f"schedule={config.noise.schedule!r}")
     if not 0.0 <= o.label_dropout < 1.0:
         raise UserError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
-    if config.pca.w_res < 0:
-        raise UserError(f"pca.w_res must be >= 0, got {config.pca.w_res}")
-    return Objective(input=o.input, output=o.output, target=o.target, w_res=float(config.pca.w_res),
+    if o.w_res < 0:
+        raise UserError(f"objective.w_res must be >= 0, got {o.w_res}")
+
+
+def objective_from(config, num_classes: int) -> Objective:
+    """The `objective` section of a config (checked by `check` before the run starts)."""
+    o = config.objective
+    return Objective(input=o.input, output=o.output, target=o.target, w_res=float(o.w_res),
                      num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout),
                      learn_sigma=bool(o.learn_sigma))
 
 
 def noised_latents(tok, schedule, images, t, noise):
     """z_t [B, N, d] = gamma_t z0 + sigma_t noise, z0 the tokenizer's latents of images [B, H, W, C]."""
-    return diffusion.add_noise(schedule, tok_lib.image_latents(tok, images), t, noise)
+    return diffusion.add_noise(schedule, tok.image_latents(images), t, noise)
 
 
 def network_input(obj: Objective, tok, schedule, images, t, noise):
     """The tokens the network sees: z_t, or decode(z_t) for image input; noise None = the clean input."""
     if noise is None:  # probing on clean input: the latent, or the image itself
-        return tok_lib.image_latents(tok, images) if obj.input == "latent" else patchify(images, tok.patch_size)
+        return tok.image_latents(images) if obj.input == "latent" else patchify(images, tok.patch_size)
     return tokens_from_latents(obj, tok, noised_latents(tok, schedule, images, t, noise))
 
 
 def tokens_from_latents(obj: Objective, tok, z_t):
     """What the network is fed for latents z_t: z_t itself, or the image decode(z_t) for image input."""
-    return z_t if obj.input == "latent" else tok_lib.decode(tok, z_t)
+    return z_t if obj.input == "latent" else tok.decode(z_t)
 
 
 def network_labels(obj: Objective, labels, rng=None):
@@ -120,7 +122,7 @@ def null_labels(obj: Objective, batch: int):
 
 def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     """Mean loss of a batch of images [B, H, W, C] in [-1, 1] (labels [B]); returns (loss, per-example [B])."""
-    z0 = tok_lib.image_latents(tok, images)
+    z0 = tok.image_latents(images)
     t_rng, eps_rng = jax.random.split(rng)
     label_rng = jax.random.fold_in(rng, 1)
     t = diffusion.sample_t(t_rng, z0.shape[0], schedule.num_steps)
@@ -129,10 +131,10 @@ def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     pred, v = split_output(obj, model(tokens_from_latents(obj, tok, z_t), t, network_labels(obj, labels, label_rng)))
     if obj.target == "original":
         x0 = patchify(images, tok.patch_size)
-        err = pca_lib.residual_weighted_sq(tok, x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]
+        err = tok.weighted_residual_sq(x0 - pred, obj.w_res) / x0.shape[-1]  # [B, N]
         weight = diffusion.loss_weight(schedule, t, "x0")
     else:
-        latent_pred = pred if obj.output == "latent" else tok_lib.encode(tok, pred)
+        latent_pred = pred if obj.output == "latent" else tok.encode(pred)
         want = noise if obj.target == "eps" else z0
         err = jnp.mean(jnp.square(latent_pred - want), axis=-1)
         weight = diffusion.loss_weight(schedule, t, "eps" if obj.target == "eps" else "x0")

@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ldae_jax.train import distributed, sharding  # noqa: E402
+from ldae_jax.runtime import distributed
+from ldae_jax.train import sharding  # noqa: E402
 from tiny_training import run_steps  # noqa: E402
 
 

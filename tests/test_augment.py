@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from ldae_jax.data import augment
+from ldae_jax.evaluate import mixup
 
 LS, K = 0.1, 16
 
@@ -180,7 +181,7 @@ def test_rand_augment_rejects_bad_inputs():
 
 # ------------------------------------------------------------------------------------------- Mixup / CutMix
 
-_mix = jax.jit(augment.mixup_cutmix, static_argnames=(
+_mix = jax.jit(mixup.mixup_cutmix, static_argnames=(
     "num_classes", "mixup_alpha", "cutmix_alpha", "switch_prob", "label_smoothing", "mix_prob"))
 
 
@@ -248,7 +249,7 @@ def test_mix_prob_zero_and_cutmix_only():
     images, labels = _batch()
     out, targets = _mix(jax.random.PRNGKey(0), images, labels, K, mix_prob=0.0)
     np.testing.assert_array_equal(out, images)
-    out, targets = jax.jit(functools.partial(augment.mixup_cutmix, num_classes=K, mixup_alpha=0.0))(
+    out, targets = jax.jit(functools.partial(mixup.mixup_cutmix, num_classes=K, mixup_alpha=0.0))(
         jax.random.PRNGKey(3), images, labels)
     kept = (np.asarray(out) == np.asarray(images)).all(axis=-1).mean(axis=(1, 2))
     np.testing.assert_allclose(_lam_from_targets(targets, labels), kept, atol=1e-5)

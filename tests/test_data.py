@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ldae_jax.data import fashion_mnist, pipeline
-from ldae_jax.data.fashion_mnist import DataError
+from ldae_jax.data import fashion_mnist, pipeline, sources, splits
+from ldae_jax.errors import DataError
 from ldae_jax.errors import UserError
 
 SOURCE_DIR = fashion_mnist.resolve_source_dir()
@@ -26,7 +26,7 @@ def fm_builder():
     the same data_dir every run (and every process) of the session reads, so nothing prepares it twice."""
     if not os.path.isfile(os.path.join(SOURCE_DIR, "train-images-idx3-ubyte.gz")):
         pytest.skip(f"Fashion-MNIST IDX files not in {SOURCE_DIR}")
-    return pipeline.get_builder("fashion_mnist_local", None)
+    return sources.get_source("fashion_mnist_local", None)
 
 
 def _split_contents(builder, split):
@@ -45,8 +45,8 @@ def _take(iterator, n):
 @needs_debian_files
 def test_fashion_mnist_builder_matches_the_idx_files(fm_builder):
     assert fm_builder.name == "fashion_mnist_local" and str(fm_builder.version) == "1.0.0"
-    assert pipeline.num_examples(fm_builder, "train") == 60_000
-    assert pipeline.num_examples(fm_builder, "test") == 10_000
+    assert splits.num_examples(fm_builder, "train") == 60_000
+    assert splits.num_examples(fm_builder, "test") == 10_000
     assert fm_builder.info.features["label"].num_classes == 10
     test = tfds.as_numpy(fm_builder.as_dataset(split="test", batch_size=-1))
     assert test["image"].shape == (10_000, 28, 28, 1) and test["image"].dtype == np.uint8
@@ -72,14 +72,14 @@ def test_prepared_builder_is_reused_without_preparing_again(fm_builder, monkeypa
         raise AssertionError("prepared again")
 
     monkeypatch.setattr(fashion_mnist.FashionMnistLocal, "download_and_prepare", fail)
-    again = pipeline.get_builder("fashion_mnist_local", os.fspath(fm_builder.data_dir_root))
+    again = sources.get_source("fashion_mnist_local", os.fspath(fm_builder.data_dir_root))
     assert again.info.splits["train"].num_examples == 60_000
 
 
 def test_missing_files_say_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("LDAE_FASHION_MNIST_DIR", str(tmp_path / "empty"))
     with pytest.raises(DataError, match=r"apt-get install -y dataset-fashion-mnist.*LDAE_FASHION_MNIST_DIR") as e:
-        pipeline.get_builder("fashion_mnist_local", str(tmp_path / "data"))
+        sources.get_source("fashion_mnist_local", str(tmp_path / "data"))
     assert str(tmp_path / "empty") in str(e.value)
 
 
@@ -239,19 +239,19 @@ def test_random_ops_are_stateless_and_normalize_maps_to_unit_range():
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     assert issubclass(DataError, UserError)  # entry points print it as one line
     with pytest.raises(DataError, match="Unknown dataset 'mnist'.*fashion_mnist_local, cifar10, imagenet2012"):
-        pipeline.get_builder("mnist", str(tmp_path))
+        sources.get_source("mnist", str(tmp_path))
 
 
 @pytest.mark.parametrize("name, hint", [("cifar10", "tfds build cifar10"), ("imagenet2012", "downloads/manual/")])
 def test_unprepared_stock_dataset_is_a_clear_error(tmp_path, name, hint):
     with pytest.raises(DataError, match=f"{name} is not prepared.*{hint}"):
-        pipeline.get_builder(name, str(tmp_path))
+        sources.get_source(name, str(tmp_path))
 
 
 @pytest.mark.parametrize("name, image_size, eval_split, classes", [
     ("cifar10", 32, "test", 10), ("imagenet2012", 64, "validation", 1000)])
 def test_stock_datasets_on_mock_data(mock_root, name, image_size, eval_split, classes):
-    builder = pipeline.get_builder(name, mock_root)
+    builder = sources.get_source(name, mock_root)
     batches = _take(pipeline.train_iterator(builder, split="train", global_batch_size=8, image_size=image_size,
                                             augment="random_resized_crop", flip=True, seed=0, process_index=1,
                                             process_count=2), 6)  # 20 per host / 4: crosses epoch boundaries

@@ -1,4 +1,5 @@
-"""Noise schedules, t sampling, loss weights and target conversions against closed forms (PAPER.md 2.2-2.3)."""
+"""Noise schedules, t sampling, loss weights and target conversions against closed forms (docs/paper_notes.md
+2.2-2.3)."""
 import math
 
 import jax
@@ -28,7 +29,7 @@ def test_ddpm_linear_beta_endpoints_and_noisy_excess():
     g2 = _np(diffusion.ddpm_linear_beta(T).gamma) ** 2
     assert g2[0] == pytest.approx(1 - 1e-4, rel=1e-6)
     assert g2[999] == pytest.approx(4.04e-5, rel=1e-2)
-    assert np.mean(g2 < 0.5) == pytest.approx(0.74, abs=0.005)  # PAPER.md 2.2: 74% and 52.5% of the steps
+    assert np.mean(g2 < 0.5) == pytest.approx(0.74, abs=0.005)  # docs/paper_notes.md 2.2: 74% and 52.5% of the steps
     assert np.mean(g2 < 0.1) == pytest.approx(0.525, abs=0.005)
     # The 1000/T rescaling keeps the end point close for another T.
     assert _np(diffusion.ddpm_linear_beta(250).gamma[-1]) ** 2 == pytest.approx(g2[-1], rel=0.5)
@@ -86,9 +87,9 @@ def test_get_schedule_unknown_name_lists_valid():
 
 
 def test_schedule_from_config_reads_the_field_its_schedule_uses():
-    from configs import common
+    from ldae_jax import schema
 
-    noise = common.ldae_base().noise
+    noise = schema.defaults().noise
     noise.T, noise.sigma_max, noise.single_sigma = 100, 1.0, 0.25
     noise.schedule = "sigma_linear"
     assert _np(diffusion.schedule_from_config(noise).sigma[50]) == pytest.approx(0.5)

@@ -11,9 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+from ldae_jax import experiment
 from ldae_jax.train import pretrain
 from ldae_jax.train.checkpoint import CheckpointMismatchError
 
+import helpers
 from test_data import needs_debian_files
 from test_train import read_metrics, tiny_config
 
@@ -59,14 +61,14 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     overrides = dict(total_steps=14, log_every=1, checkpoint_every=4)
-    reference = pretrain.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "ref"))
+    reference = helpers.pretrain(tiny_config(**overrides), str(tmp_path / "ref"))
     workdir = tmp_path / "killed"
     kill_at = int(np.random.default_rng().integers(5, 12))
     proc = start_cli(workdir, *(f"--config.train.{k}={v}" for k, v in overrides.items()))
     wait_for_step(proc, kill_at)
     proc.kill()
     proc.wait()
-    resumed = pretrain.train_and_evaluate(tiny_config(**overrides), str(workdir))
+    resumed = helpers.pretrain(tiny_config(**overrides), str(workdir))
     assert resumed["step"] == 14
     assert last_loss_per_step(workdir) == last_loss_per_step(tmp_path / "ref"), f"killed at step {kill_at}"
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(reference["params"]), jax.device_get(resumed["params"]))
@@ -75,15 +77,14 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     config = tiny_config(total_steps=10, log_every=5, checkpoint_every=5)
     workdir = str(tmp_path / "run")
-    pretrain.train_and_evaluate(config, workdir)
+    helpers.pretrain(config, workdir)
     for path in glob.glob(f"{workdir}/checkpoints/10/state/**/*", recursive=True):
         if os.path.isfile(path):
             with open(path, "wb") as f:
                 f.write(b"garbage")
     # A save killed half-way leaves only orbax's temporary folder, which is never taken for a checkpoint.
     os.makedirs(f"{workdir}/checkpoints/15.orbax-checkpoint-tmp-1234/state")
-    run = pretrain.setup_run(config, workdir)
-    step, _ = pretrain.restore_params(config, workdir, run)
+    step, _ = experiment.Experiment(config, workdir).restore_params()
     assert step == 5
     assert "checkpoint at step 10" in capsys.readouterr().err
     # That training from step 5 redoes steps 6..10 exactly is test_train's exact-resume test (default suite) and
@@ -94,9 +95,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     config = tiny_config(total_steps=20, log_every=5, checkpoint_every=1, base_lr=1e6)
     workdir = str(tmp_path / "run")
     with pytest.raises(pretrain.DivergenceError, match=r"non-finite loss or gradient at step \d+"):
-        pretrain.train_and_evaluate(config, workdir)
-    run = pretrain.setup_run(config, workdir)
-    step, params = pretrain.restore_params(config, workdir, run)
+        helpers.pretrain(config, workdir)
+    step, params = experiment.Experiment(config, workdir).restore_params()
     assert step < 20
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
@@ -104,7 +104,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 def test_skip_nonfinite_counts_and_continues(tmp_path):
     config = tiny_config(total_steps=20, log_every=5, checkpoint_every=10, base_lr=1e6)
     config.train.skip_nonfinite = True
-    out = pretrain.train_and_evaluate(config, str(tmp_path / "run"))
+    out = helpers.pretrain(config, str(tmp_path / "run"))
     assert out["step"] == 20 and out["skipped_steps"] > 0
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(out["params"]))
     logged = read_metrics(str(tmp_path / "run"))
@@ -114,11 +114,11 @@ def test_skip_nonfinite_counts_and_continues(tmp_path):
 @pytest.mark.slow
 def test_allow_config_change_resumes_with_a_warning(tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    pretrain.train_and_evaluate(tiny_config(total_steps=4, log_every=2, checkpoint_every=2), workdir)
+    helpers.pretrain(tiny_config(total_steps=4, log_every=2, checkpoint_every=2), workdir)
     changed = tiny_config(total_steps=6, log_every=2, checkpoint_every=2)
     with pytest.raises(CheckpointMismatchError, match="train.total_steps: checkpoint 4 vs config 6"):
-        pretrain.train_and_evaluate(changed, workdir)
-    out = pretrain.train_and_evaluate(changed, workdir, allow_config_change=True)
+        helpers.pretrain(changed, workdir)
+    out = helpers.pretrain(changed, workdir, allow_config_change=True)
     assert out["step"] == 6
     assert "resuming a checkpoint of a different run" in capsys.readouterr().err
     with open(os.path.join(workdir, "config.json")) as f:
@@ -130,11 +130,11 @@ def test_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
     """2 processes x 4 devices; SIGTERM reaches process 1 only; JAX's preemption sync picks one step for both."""
     from test_train import free_port
 
-    from ldae_jax.data import pipeline
+    from ldae_jax.data import sources
 
     # Prepare the shared TFDS_DATA_DIR first: otherwise one process prepares it while the other waits, and the
     # gap can exceed the 30 s in which CPU collectives (Gloo) must first meet.
-    pipeline.get_builder("fashion_mnist_local", None)
+    sources.get_source("fashion_mnist_local", None)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     address = f"127.0.0.1:{free_port()}"
     procs = [
@@ -169,3 +169,33 @@ def test_fields_added_after_a_checkpoint_are_accepted_at_their_defaults():
     changed = {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": "h"}
     with pytest.raises(CheckpointMismatchError, match="objective.learn_sigma: checkpoint None vs config True"):
         checkpoint.check_same_run(older, changed, "w")
+
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "workdir_before_rename")
+
+
+@needs_debian_files
+def test_a_workdir_made_under_the_old_field_names_resumes(tmp_path, capsys):
+    """tests/fixtures/workdir_before_rename: a quickstart tiny run stopped at step 10 of 20 by the code before the
+    tokenizer fields left `pca.*` (its config.json and checkpoint record say pca.d, pca.patch_size, ...). Its
+    config reads under today's names, and the run resumes and ends where an uninterrupted run does (up to float
+    rounding: the fixture's first 10 steps ran in another process, on another machine's XLA; exact resume within
+    one setup is test_train.py's)."""
+    import shutil
+
+    from ldae_jax import config_lib
+
+    workdir = tmp_path / "old"
+    shutil.copytree(FIXTURE, workdir)
+    assert '"pca"' in (workdir / "config.json").read_text()
+    config = tiny_config(keep_checkpoints=1)
+    old = config_lib.load_config(str(workdir))
+    assert config_lib.flatten(old) == config_lib.flatten(config)
+    resumed = helpers.pretrain(old, workdir)
+    assert "Resuming from the checkpoint at step 10" in capsys.readouterr().out
+    (tmp_path / "new").mkdir()
+    shutil.copy(workdir / "pca.npz", tmp_path / "new")  # the same basis (a refit may differ in the last bit)
+    reference = helpers.pretrain(config, tmp_path / "new")
+    assert resumed["step"] == reference["step"] == 20
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), jax.device_get(resumed["params"]),
+                 jax.device_get(reference["params"]))

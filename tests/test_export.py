@@ -15,7 +15,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from configs import quickstart
-from ldae_jax import export, stages
+from ldae_jax import modes
+from ldae_jax.models import timm_format
 from ldae_jax.errors import UserError
 from ldae_jax.models import classifier, fold
 from ldae_jax.tokenizers.patches import patchify
@@ -41,24 +42,24 @@ def images(b=2, seed=1):
 
 def test_round_trip_is_exact(tmp_path):
     params = random_params()
-    path = export.save_safetensors(str(tmp_path / "sub" / "vit.safetensors"), params, CFG, P, C, S)
+    path = timm_format.save_safetensors(str(tmp_path / "sub" / "vit.safetensors"), params, CFG, P, C, S)
     assert [f.name for f in (tmp_path / "sub").iterdir()] == ["vit.safetensors"]  # no temp file left
-    got, cfg, p, c, s = export.load_safetensors(path)
+    got, cfg, p, c, s = timm_format.load_safetensors(path)
     assert (cfg, p, c, s) == (CFG, P, C, S)
     assert jax.tree.structure(got) == jax.tree.structure(params)
     jax.tree.map(np.testing.assert_array_equal, got, params)
     with safe_open(path, framework="np") as f:
         meta = f.metadata()
-    assert meta["format"] == export.FORMAT
-    assert json.loads(meta["timm_kwargs"]) == export.timm_kwargs(CFG, P, C, S)
-    assert export.timm_kwargs(CFG, P, C, S)["act_layer"] == "gelu_tanh"
+    assert meta["format"] == timm_format.FORMAT
+    assert json.loads(meta["timm_kwargs"]) == timm_format.timm_kwargs(CFG, P, C, S)
+    assert timm_format.timm_kwargs(CFG, P, C, S)["act_layer"] == "gelu_tanh"
     model = nnx.merge(nnx.graphdef(classifier.ViTClassifier(cfg, rngs=nnx.Rngs(0))), got)  # loads into the model
     assert model(patchify(images(), P)).shape == (2, 5)
 
 
 def test_patch_embedding_is_the_strided_conv():
     params = random_params()
-    state = export.timm_state_dict(params, CFG, P, C)
+    state = timm_format.timm_state_dict(params, CFG, P, C)
     x = images()
     ours = patchify(x, P) @ params["embed"]["kernel"] + params["embed"]["bias"]  # [B, N, W]
     conv = jax.lax.conv_general_dilated(jnp.asarray(x.transpose(0, 3, 1, 2)),  # NCHW, as timm reads images
@@ -71,7 +72,7 @@ def test_patch_embedding_is_the_strided_conv():
 
 def test_qkv_layout_matches_timm():
     params = random_params()
-    state = export.timm_state_dict(params, CFG, P, C)
+    state = timm_format.timm_state_dict(params, CFG, P, C)
     b, n, w, h = 2, CFG.num_tokens, CFG.width, CFG.num_heads
     x = np.random.default_rng(2).standard_normal((b, n, w)).astype(np.float32)
     qkv = params["blocks"][1]["qkv"]
@@ -111,7 +112,7 @@ def _timm_forward(state, x, cfg):
 
 def test_timm_forward_from_the_state_dict_matches_the_classifier():
     params = random_params()
-    state = {k: v.astype(np.float64) for k, v in export.timm_state_dict(params, CFG, P, C).items()}
+    state = {k: v.astype(np.float64) for k, v in timm_format.timm_state_dict(params, CFG, P, C).items()}
     x = images(3)
     feats, logits = _timm_forward(state, x.astype(np.float64), CFG)
     model = nnx.merge(nnx.graphdef(classifier.ViTClassifier(CFG, rngs=nnx.Rngs(0))), params)
@@ -122,7 +123,7 @@ def test_timm_forward_from_the_state_dict_matches_the_classifier():
 
 def _timm_file(path, params, **overrides):
     """A file as timm/PyTorch writes it: the state dict, no metadata."""
-    state = {**export.timm_state_dict(params, CFG, P, C), **overrides}
+    state = {**timm_format.timm_state_dict(params, CFG, P, C), **overrides}
     save_file({k: v for k, v in state.items() if v is not None}, str(path))
     return str(path)
 
@@ -131,36 +132,36 @@ def test_a_timm_file_without_metadata_needs_the_config(tmp_path):
     params = random_params()
     path = _timm_file(tmp_path / "timm.safetensors", params)
     with pytest.raises(UserError, match="no ldae_jax metadata.*cfg=ClassifierConfig"):
-        export.load_safetensors(path)
+        timm_format.load_safetensors(path)
     tuned = dataclasses.replace(CFG, drop_path=0.1)
-    got, cfg, p, c, s = export.load_safetensors(path, cfg=tuned)
+    got, cfg, p, c, s = timm_format.load_safetensors(path, cfg=tuned)
     assert (cfg, p, c, s) == (tuned, P, C, S)
     jax.tree.map(np.testing.assert_array_equal, got, params)
     with pytest.raises(UserError, match="8-value patches"):
-        export.load_safetensors(path, cfg=tuned, patch_size=2, channels=2)
+        timm_format.load_safetensors(path, cfg=tuned, patch_size=2, channels=2)
 
 
 def test_bad_files_give_user_errors(tmp_path):
     params = random_params()
     with pytest.raises(UserError, match="no such file"):
-        export.load_safetensors(str(tmp_path / "missing.safetensors"))
+        timm_format.load_safetensors(str(tmp_path / "missing.safetensors"))
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(UserError, match="not a readable safetensors file"):
-        export.load_safetensors(str(tmp_path / "junk.safetensors"))
+        timm_format.load_safetensors(str(tmp_path / "junk.safetensors"))
     path = _timm_file(tmp_path / "short.safetensors", params, **{"blocks.1.mlp.fc2.bias": None})
     with pytest.raises(UserError, match="'blocks.1.mlp.fc2.bias'"):
-        export.load_safetensors(path, cfg=CFG)
+        timm_format.load_safetensors(path, cfg=CFG)
     path = _timm_file(tmp_path / "shape.safetensors", params, pos_embed=np.zeros((1, 17, 32), np.float32))
     with pytest.raises(UserError, match=r"'pos_embed' has shape \(1, 17, 32\), expected \(1, 16, 32\)"):
-        export.load_safetensors(path, cfg=CFG)
+        timm_format.load_safetensors(path, cfg=CFG)
     path = _timm_file(tmp_path / "cls.safetensors", params, cls_token=np.zeros((1, 1, 32), np.float32))
     with pytest.raises(UserError, match="'cls_token'"):
-        export.load_safetensors(path, cfg=CFG)
-    path = export.save_safetensors(str(tmp_path / "ours.safetensors"), params, CFG, P, C, S)
+        timm_format.load_safetensors(path, cfg=CFG)
+    path = timm_format.save_safetensors(str(tmp_path / "ours.safetensors"), params, CFG, P, C, S)
     with pytest.raises(UserError, match="exported with patch_size=4, not 2"):
-        export.load_safetensors(path, patch_size=2)
+        timm_format.load_safetensors(path, patch_size=2)
     with pytest.raises(UserError, match="48-value patches"):
-        export.save_safetensors(str(tmp_path / "x.safetensors"), params, CFG, 2, C, S)
+        timm_format.save_safetensors(str(tmp_path / "x.safetensors"), params, CFG, 2, C, S)
 
 
 @pytest.mark.slow
@@ -168,9 +169,9 @@ def test_bad_files_give_user_errors(tmp_path):
 def test_export_mode_writes_the_folded_encoder_of_the_latest_checkpoint(tmp_path):
     """--mode=export after a tiny pre-training: the file holds the fold of the latest checkpoint at finetune.t."""
     config, workdir = quickstart.get_config("tiny"), str(tmp_path)
-    stages.run(config, workdir, "pretrain")
-    out = stages.run(config, workdir, "export")["export"]
-    params, cfg, p, c, s = export.load_safetensors(out["path"])
+    modes.run(config, workdir, "pretrain")
+    out = modes.run(config, workdir, "export")["export"]
+    params, cfg, p, c, s = timm_format.load_safetensors(out["path"])
     run = pretrain.setup_run(config, workdir)
     want = fold.fold_encoder(pretrain.restore_params(config, workdir, run)[1], run.model_cfg, t=config.finetune.t,
                              num_blocks=run.model_cfg.encoder_depth, num_classes=10)

@@ -8,9 +8,9 @@ import pytest
 from flax import nnx
 
 from configs import quickstart
-from ldae_jax import stages
+from ldae_jax import modes
 from ldae_jax.models import classifier
-from ldae_jax.train import finetune
+from ldae_jax.evaluate import finetune
 from tests.preemption_helpers import sigterm_at_batch
 from tests.test_data import needs_debian_files
 
@@ -37,13 +37,13 @@ def test_finetuning_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
     config.finetune.update(batch_size=64, total_steps=4, log_every=1, checkpoint_every=100, eval_batch_size=250)
     whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
     for workdir in (whole, cut):
-        stages.run(config, workdir, "pretrain")
-    expected = stages.run(config, whole, "finetune")["finetune"]
+        modes.run(config, workdir, "pretrain")
+    expected = modes.run(config, whole, "finetune")["finetune"]
     original = finetune.pipeline.train_iterator
 
     monkeypatch.setattr(finetune.pipeline, "train_iterator", sigterm_at_batch(original, 1))
-    assert stages.run(config, cut, "finetune")["finetune"] == {"preempted": True, "step": 2}
+    assert modes.run(config, cut, "finetune")["finetune"] == {"preempted": True, "step": 2}
     monkeypatch.setattr(finetune.pipeline, "train_iterator", original)
-    resumed = stages.run(config, cut, "finetune")["finetune"]
+    resumed = modes.run(config, cut, "finetune")["finetune"]
     assert resumed["top1"] == expected["top1"] and resumed["step"] == 4
     np.testing.assert_equal(resumed["t"], expected["t"])

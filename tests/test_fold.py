@@ -1,4 +1,4 @@
-"""Folding the fixed-t adaLN modulation into plain LayerNorms keeps the encoder's features (PAPER.md 4.2)."""
+"""Folding the fixed-t adaLN modulation into plain LayerNorms keeps the encoder's features (docs/paper_notes.md 4.2)."""
 
 import jax
 import jax.numpy as jnp

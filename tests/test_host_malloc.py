@@ -1,4 +1,4 @@
-"""ldae_jax/host_malloc.py: the GLIBC_TUNABLES helpers, and the page faults the tunable saves XLA:CPU."""
+"""ldae_jax/runtime/host_malloc.py: the GLIBC_TUNABLES helpers, and the page faults the tunable saves XLA:CPU."""
 import os
 import re
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ldae_jax import host_malloc
+from ldae_jax.runtime import host_malloc
 
 
 def test_environ_adds_the_tunable_once_and_keeps_others():

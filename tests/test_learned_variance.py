@@ -69,11 +69,11 @@ class SplitNet:
 
 
 def test_the_objective_adds_the_bound_to_the_simple_loss():
-    from ldae_jax.tokenizers import tokenizer as tok_lib
+    from ldae_jax.tokenizers import pixel
 
-    tok = tok_lib.identity(patch_size=2, channels=1)
+    tok = pixel.identity(patch_size=2, channels=1)
     obj = objectives.Objective(input="latent", output="latent", target="eps", learn_sigma=True)
-    assert obj.dims(tok) == (4, 8)
+    assert obj.dims(tok.dim, tok.d) == (4, 8)
     images = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (4, 4, 4, 1)), jnp.float32)
     rng = jax.random.key(3)
     total, _ = objectives.loss(SplitNet(0.5), obj, tok, DDPM, images, None, rng)
@@ -100,10 +100,12 @@ def test_learned_posterior_variance_reproduces_ddpm_sampling():
 def test_learn_sigma_needs_latent_output_and_the_ddpm_schedule():
     from configs import quickstart
     from ldae_jax.errors import UserError
+    from ldae_jax.tokenizers import registry
 
     c = quickstart.get_config("tiny")
     c.objective.update(input="latent", output="latent", target="eps", learn_sigma=True)
     with pytest.raises(UserError, match="learn_sigma"):
-        objectives.objective_from(c, 10)
+        objectives.check(c, registry.get("pca"))
     c.noise.schedule = "ddpm_linear_beta"
+    objectives.check(c, registry.get("pca"))
     assert objectives.objective_from(c, 10).learn_sigma

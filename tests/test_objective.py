@@ -1,4 +1,4 @@
-"""The l-DAE loss against an explicit full-basis computation (PAPER.md Eq. 4)."""
+"""The l-DAE loss against an explicit full-basis computation (docs/paper_notes.md Eq. 4)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +8,7 @@ from ldae_jax import diffusion, objectives
 from ldae_jax.objectives import Objective
 from ldae_jax.tokenizers import pca as pca_lib
 from ldae_jax.tokenizers.patches import patchify
+from helpers import set_fields
 
 
 class EchoNet:
@@ -122,7 +123,7 @@ def test_table3_losses_equal_the_written_out_formulas():
     pca = fitted_pca(6, False, rng)
     for inp, out, target, name in TABLE3_STEPS:
         obj = Objective(input=inp, output=out, target=target)
-        din, dout = obj.dims(pca)
+        din, dout = obj.dims(pca.dim, pca.d)
         matrix = rng.normal(size=(din, dout)) / np.sqrt(din)
         schedule = diffusion.get_schedule(name, 1000)
         got, _ = objectives.loss(LinearNet(matrix.astype(np.float32)), obj, pca, schedule, images, None,
@@ -136,12 +137,11 @@ def test_meaningless_objectives_are_user_errors():
 
     from configs import quickstart
     from ldae_jax.errors import UserError
+    from ldae_jax.tokenizers import registry
 
     def check(**fields):
-        c = quickstart.get_config("tiny")
-        for k, v in fields.items():
-            section, name = k.split("__")
-            c[section][name] = v
+        c = set_fields(quickstart.get_config("tiny"), **fields)
+        objectives.check(c, registry.get(c.tokenizer.kind))
         return objectives.objective_from(c, 10)
 
     assert check(objective__class_conditional=True).num_classes == 10

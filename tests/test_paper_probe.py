@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import quickstart
-from ldae_jax import stages
+from ldae_jax import modes
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import paper_probe
 from tests.preemption_helpers import sigterm_at_batch
@@ -27,17 +27,17 @@ def test_paper_probe_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
     config = paper_config()
     whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
     for workdir in (whole, cut):
-        stages.run(config, workdir, "pretrain")
-    expected = stages.run(config, whole, "probe")["probe"]["results"]["l-DAE"]
+        modes.run(config, workdir, "pretrain")
+    expected = modes.run(config, whole, "probe")["probe"]["results"]["l-DAE"]
     assert 0 <= expected["test_top1"] <= 100 and expected["steps"] > 4  # 2 epochs; the SIGTERM comes at step 4
 
     original = paper_probe.pipeline.train_iterator
 
     monkeypatch.setattr(paper_probe.pipeline, "train_iterator", sigterm_at_batch(original, 3))
-    out = stages.run(config, cut, "probe")
+    out = modes.run(config, cut, "probe")
     assert out["preempted"] and os.path.exists(os.path.join(cut, "probe_state_l-DAE.npz"))
     monkeypatch.setattr(paper_probe.pipeline, "train_iterator", original)
-    resumed = stages.run(config, cut, "probe")["probe"]["results"]["l-DAE"]
+    resumed = modes.run(config, cut, "probe")["probe"]["results"]["l-DAE"]
     assert resumed["test_top1"] == expected["test_top1"]
     np.testing.assert_allclose(resumed["epoch_losses"][-1], expected["epoch_losses"][-1], rtol=1e-6)
     assert not os.path.exists(os.path.join(cut, "probe_state_l-DAE.npz"))
@@ -47,5 +47,5 @@ def test_paper_probe_resumes_exactly_after_a_sigterm(tmp_path, monkeypatch):
 def test_unknown_probe_mode_is_a_user_error(tmp_path):
     config = paper_config()
     config.probe.mode = "online"
-    with pytest.raises(UserError, match="probe.mode='online' is unknown"):
-        stages.run(config, str(tmp_path), "probe")
+    with pytest.raises(UserError, match="probe.mode='online' is not one of cached, paper"):
+        modes.run(config, str(tmp_path), "probe")

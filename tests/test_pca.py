@@ -133,13 +133,13 @@ def test_sample_patches_are_grid_aligned_patches():
 def test_round_trip_exact_at_full_dimension(data, whiten):
     pca = _fit(data, d=D, whiten=whiten)
     x = data[:100].astype(np.float32)
-    z = pca_lib.encode(pca, x)
+    z = pca.encode(x)
     assert z.shape == (100, D)
-    np.testing.assert_allclose(pca_lib.decode(pca, z), x, atol=1e-4)
+    np.testing.assert_allclose(pca.decode(z), x, atol=1e-4)
     if whiten:  # whitened latents have unit variance, up to the documented eps
         eig = pca.eigenvalues.astype(np.float64)
         expected = eig / (eig + pca_lib.WHITEN_EPS_REL * eig[0])
-        np.testing.assert_allclose(np.var(pca_lib.encode(pca, data.astype(np.float32)), axis=0, ddof=1), expected,
+        np.testing.assert_allclose(np.var(pca.encode(data.astype(np.float32)), axis=0, ddof=1), expected,
                                    rtol=1e-4)
 
 
@@ -148,21 +148,21 @@ def test_encode_decode_is_affine_projection(data, whiten):
     d = 4
     pca = _fit(data, d=d, whiten=whiten)
     x = data[:64]
-    z = pca_lib.encode(pca, x.astype(np.float32))
+    z = pca.encode(x.astype(np.float32))
     assert z.shape == (64, d)
     vd = np.asarray(pca.components[:d], np.float64)
     mean = np.asarray(pca.mean, np.float64)
     expected = mean + (x - mean) @ vd.T @ vd
-    np.testing.assert_allclose(pca_lib.decode(pca, z), expected, atol=1e-4)
-    np.testing.assert_allclose(pca_lib.project(pca, (x - mean).astype(np.float32)), (x - mean) @ vd.T, atol=1e-4)
+    np.testing.assert_allclose(pca.decode(z), expected, atol=1e-4)
+    np.testing.assert_allclose(pca.project((x - mean).astype(np.float32)), (x - mean) @ vd.T, atol=1e-4)
 
 
 def test_encode_rejects_wrong_dim(data):
     pca = _fit(data, d=4)
     with pytest.raises(ValueError, match="last dimension 12"):
-        pca_lib.encode(pca, np.zeros((2, 5)))
+        pca.encode(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="last dimension 4"):
-        pca_lib.decode(pca, np.zeros((2, 5)))
+        pca.decode(np.zeros((2, 5)))
 
 
 def test_residual_weighted_sq_matches_full_basis(data):
@@ -171,7 +171,7 @@ def test_residual_weighted_sq_matches_full_basis(data):
     e = np.random.default_rng(3).normal(size=(2, 7, D)).astype(np.float32)
     w = np.where(np.arange(D) < d, 1.0, w_res)
     explicit = np.sum(w * np.square(e @ np.asarray(pca.components, np.float64).T), axis=-1)
-    got = pca_lib.residual_weighted_sq(pca, e, w_res)
+    got = pca.weighted_residual_sq(e, w_res)
     assert got.shape == (2, 7)
     np.testing.assert_allclose(got, explicit, rtol=1e-5)
 
@@ -181,8 +181,8 @@ def test_pca_is_a_pytree_usable_in_jit(data):
     leaves = jax.tree_util.tree_leaves(pca)
     assert len(leaves) == 3
     x = data[:8].astype(np.float32)
-    jitted = jax.jit(lambda p, v: pca_lib.decode(p, pca_lib.encode(p, v)))(pca, x)
-    np.testing.assert_allclose(jitted, pca_lib.decode(pca, pca_lib.encode(pca, x)), atol=1e-5)
+    jitted = jax.jit(lambda p, v: p.decode(p.encode(v)))(pca, x)
+    np.testing.assert_allclose(jitted, pca.decode(pca.encode(x)), atol=1e-5)
 
 
 def test_explained_variance(data):
@@ -210,15 +210,15 @@ def test_save_load_round_trip(saved):
     for f in ("mean", "components", "eigenvalues"):
         np.testing.assert_array_equal(getattr(loaded, f), getattr(pca, f))
     assert (loaded.patch_size, loaded.channels, loaded.d, loaded.whiten) == (P, C, 4, True)
-    assert pca_lib.content_hash(loaded) == pca_lib.content_hash(pca)
-    assert len(pca_lib.content_hash(pca)) == 64
+    assert loaded.content_hash() == pca.content_hash()
+    assert len(pca.content_hash()) == 64
 
 
 def test_npz_has_no_object_arrays(saved):
     _, path = saved
     with np.load(path, allow_pickle=False) as npz:
         assert all(npz[k].dtype.kind != "O" for k in npz.files)
-        assert str(npz["content_hash"]) == pca_lib.content_hash(saved[0])
+        assert str(npz["content_hash"]) == saved[0].content_hash()
 
 
 @pytest.mark.parametrize("field,value", [("patch_size", 4), ("channels", 1), ("d", 5), ("whiten", False)])

@@ -10,8 +10,8 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import dataset_builder
 
-from ldae_jax.data import pipeline, prepared
-from ldae_jax.data.fashion_mnist import DataError
+from ldae_jax.data import pipeline, prepared, splits
+from ldae_jax.errors import DataError
 
 # The real methods, taken at import (before `mock_root` patches them for every builder).
 _REAL_INIT = dataset_builder.DatasetBuilder.__init__
@@ -52,10 +52,9 @@ def test_prepared_matches_jpeg_centre_crops(mock_root, tmp_path):
         print(f"prepare: {time.perf_counter() - start:.2f} s")
         cache = prepared.prepared_builder(out, "imagenet2012", "validation", SIZE)
         assert cache.info.splits["validation"].num_examples == 40
-        routed = pipeline.get_builder("imagenet2012", None, prepared_dir=out, splits=("validation[:50%]",),
-                                      image_size=SIZE)
+        routed = prepared.open_splits(out, "imagenet2012", ("validation[:50%]",), SIZE)
         assert routed.data_dir == {"validation": cache.data_dir}
-        assert pipeline.num_examples(routed, "validation[:50%]") == 20
+        assert splits.num_examples(routed, "validation[:50%]") == 20
         half = list(pipeline.eval_batches(routed, split="validation[:50%]", global_batch_size=8, image_size=SIZE,
                                           process_index=1, process_count=2))  # a per-process slice of a slice
         assert sum(b["mask"].sum() for b in half) == 10
@@ -90,8 +89,6 @@ def test_prepared_matches_jpeg_centre_crops(mock_root, tmp_path):
         prepared.prepared_builder(out, "imagenet2012", "validation", 32)
     with pytest.raises(DataError, match="holds no cache"):
         prepared.prepared_builder(str(tmp_path / "nothing"), "imagenet2012", "validation", SIZE)
-    with pytest.raises(DataError, match="pass splits= and image_size="):
-        pipeline.get_builder("imagenet2012", None, prepared_dir=out)
     with pytest.raises(DataError, match="a cache holds one whole split"):
         prepared.prepare(source, "validation[:10]", out, SIZE)
 
@@ -99,7 +96,7 @@ def test_prepared_matches_jpeg_centre_crops(mock_root, tmp_path):
 @pytest.mark.slow
 def test_a_run_reads_its_train_and_eval_splits_from_caches(tmp_path, mock_root):
     """data.prepared_dir: pre-training (random resized crops of the cached squares) and the probe run on caches."""
-    from ldae_jax import stages
+    from ldae_jax import modes
     from tests.test_imagenet import shrunk
 
     out = str(tmp_path / "cache")
@@ -107,7 +104,7 @@ def test_a_run_reads_its_train_and_eval_splits_from_caches(tmp_path, mock_root):
     with real_cache():
         for split in ("train", "validation"):
             prepared.prepare(source, split, out, 256, batch_size=16)
-        result = stages.run(shrunk(mock_root, data__prepared_dir=out), str(tmp_path / "run"), "pretrain_probe")
+        result = modes.run(shrunk(mock_root, data__prepared_dir=out), str(tmp_path / "run"), "pretrain_probe")
     assert 0 <= result["probe"]["results"]["l-DAE"]["test_top1"] <= 100
     with pytest.raises(DataError, match="No prepared cache imagenet2012-train-128"):
-        stages.run(shrunk(mock_root, data__prepared_dir=out, data__image_size=128), str(tmp_path / "x"), "pretrain")
+        modes.run(shrunk(mock_root, data__prepared_dir=out, data__image_size=128), str(tmp_path / "x"), "pretrain")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ldae_jax import host_malloc
+from ldae_jax.runtime import host_malloc
 
 pytestmark = pytest.mark.docs  # about a minute of subprocesses: the CI docs stage, outside the default suite
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def dry_run(command: str, tmp: str) -> list[str] | None:
     if argv[:2] in (["bash", "launch/test.sh"], ["bash", "launch/test_torch.sh"]):
         assert " ".join(argv[:2]) in CI, f"{command!r}: CI does not run it"
         return ["bash", "-n", argv[1]] if len(argv) > 2 else None  # variants of a script CI runs: syntax only
-    if argv[0] == "export":  # an environment setting: the one ldae_jax/host_malloc.py documents
+    if argv[0] == "export":  # an environment setting: the one ldae_jax/runtime/host_malloc.py documents
         name, _, value = argv[1].partition("=")
         assert name == "GLIBC_TUNABLES" and host_malloc.active({name: value}), f"{command!r}: unknown setting"
         return None
@@ -39,6 +39,8 @@ def dry_run(command: str, tmp: str) -> list[str] | None:
         return argv + ["--dry_run"]  # runs the script; ldae_jax.main stops after checking its config
     if argv[0] in ("python", ".venv/bin/python"):
         argv = [sys.executable] + argv[1:]
+    if argv[1:3] == ["-m", "ldae_jax.main"] and any(a.startswith("--workdir=gs://") for a in argv):
+        return argv + ["--dry_run", "--remote_data"]  # a pod's job: its data and workdir are in the bucket
     if argv[1:3] in (["-m", "ldae_jax.main"], ["-m", "ldae_jax.data.prepared"], ["-m", "ldae_jax.viz"]):
         return argv + ["--dry_run"]
     if argv[1:3] == ["-m", "ldae_jax.ladder"]:

@@ -1,9 +1,10 @@
-"""The ladder's other tokenizers: the pixel identity, and the trained linear patch AE/VAE (Table 2)."""
+"""The ladder's other tokenizers (the pixel identity, the trained linear patch AE/VAE of Table 2, the conv VAE of
+Table 1) and the tokenizer registry's checks."""
 
 import numpy as np
 import pytest
 
-from ldae_jax.tokenizers import patch_ae, pca as pca_lib, tokenizer as tok_lib
+from ldae_jax.tokenizers import patch_ae, pca as pca_lib, pixel, registry
 
 
 def correlated_patches(n=20000, dim=12, seed=0):
@@ -14,10 +15,10 @@ def correlated_patches(n=20000, dim=12, seed=0):
 
 
 def test_pixel_tokenizer_is_the_identity():
-    tok = tok_lib.identity(2, 3)
+    tok = pixel.identity(2, 3)
     x = np.random.default_rng(0).uniform(-1, 1, size=(4, 5, 12)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(tok_lib.encode(tok, x)), x)
-    np.testing.assert_array_equal(np.asarray(tok_lib.decode(tok, x)), x)
+    np.testing.assert_array_equal(np.asarray(tok.encode(x)), x)
+    np.testing.assert_array_equal(np.asarray(tok.decode(x)), x)
     assert tok.d == tok.dim == 12
 
 
@@ -30,11 +31,11 @@ def test_patch_ae_learns_the_pca_subspace():
     acc = pca_lib.CovarianceAccumulator(12)
     acc.update(x)
     pca = pca_lib.fit(acc, patch_size=2, channels=3, d=d, whiten=False)
-    pca_mse = np.mean((x - np.asarray(pca_lib.decode(pca, pca_lib.encode(pca, x)))) ** 2)
-    ae_mse = np.mean((x - np.asarray(tok_lib.decode(ae, tok_lib.encode(ae, x)))) ** 2)
+    pca_mse = np.mean((x - np.asarray(pca.decode(pca.encode(x)))) ** 2)
+    ae_mse = np.mean((x - np.asarray(ae.decode(ae.encode(x)))) ** 2)
     assert ae_mse < 1.05 * pca_mse, (ae_mse, pca_mse)
     assert abs(report["recon_mse"] - ae_mse) < 1e-5
-    z = np.asarray(tok_lib.encode(ae, x))
+    z = np.asarray(ae.encode(x))
     np.testing.assert_allclose(z.std(), 1.0, rtol=1e-3)  # latents rescaled to unit scale
 
 
@@ -56,7 +57,7 @@ def test_patch_ae_save_load_and_mismatch(tmp_path):
     path = str(tmp_path / "patch_ae.npz")
     patch_ae.save(ae, path)
     loaded = patch_ae.load(path, patch_size=2, channels=3, d=3, variational=False)
-    assert patch_ae.content_hash(loaded) == patch_ae.content_hash(ae)
+    assert loaded.content_hash() == ae.content_hash()
     with pytest.raises(pca_lib.PCAMismatchError, match="d is 3 in the file but the config expects 4"):
         patch_ae.load(path, patch_size=2, channels=3, d=4, variational=False)
     with pytest.raises(pca_lib.PCAMismatchError, match="variational"):
@@ -76,13 +77,33 @@ def test_tokenizer_config_errors():
     c = quickstart.get_config("tiny")
     c.tokenizer.kind = "vqgan"
     with pytest.raises(UserError, match="tokenizer.kind='vqgan' is unknown"):
-        tok_lib.check_config(c)
-    c.tokenizer.kind, c.pca.whiten = "pixel", True
+        registry.check(c, 1)
+    c.tokenizer.kind, c.tokenizer.d = "pixel", 49
+    assert registry.check(c, 1).name == "pixel"
+    c.tokenizer.pca.whiten = True
     with pytest.raises(UserError, match="no basis to whiten"):
-        tok_lib.check_config(c)
-    c.tokenizer.kind, c.pca.whiten, c.pca.patch_size = "pca", False, 5
+        registry.check(c, 1)
+    c.tokenizer.d = 16
+    with pytest.raises(UserError, match="tokenizer.d must be D = 7x7x1 = 49, got 16"):
+        registry.check(c, 1)
+    c.tokenizer.kind, c.tokenizer.pca.whiten, c.tokenizer.patch_size = "pca", False, 5
     with pytest.raises(UserError, match="not divisible"):
-        tok_lib.check_config(c)
+        registry.check(c, 1)
+    c.tokenizer.patch_size, c.tokenizer.d = 7, 50
+    with pytest.raises(UserError, match=r"tokenizer.d=50 must be in \[1, D\] for patches of 7x7x1 \(D = 49\)"):
+        registry.check(c, 1)
+    assert registry.check(c, 3).name == "pca"  # D = 147 for RGB
+    c.tokenizer.kind, c.tokenizer.d = "conv_vae", 6
+    with pytest.raises(UserError, match="multiple of 4"):
+        registry.check(c, 1)
+
+
+def test_every_kind_declares_what_the_objective_and_the_figures_read():
+    """The objective asks the kind for its geometry (patch-wise, orthonormal) instead of knowing kinds by name."""
+    assert set(registry.KINDS) == {"pca", "pixel", "patch_ae", "patch_vae", "conv_vae"}
+    assert [k for k, v in registry.KINDS.items() if v.orthonormal] == ["pca", "pixel"]
+    assert [k for k, v in registry.KINDS.items() if not v.patchwise] == ["conv_vae"]
+    assert registry.KINDS["pixel"].file is None and registry.KINDS["patch_vae"].file == "patch_vae.npz"
 
 
 def random_images(n=8, size=16, channels=1, seed=0):
@@ -98,12 +119,12 @@ def test_conv_vae_trains_tokenizes_and_round_trips_its_file(tmp_path):
                                adversarial_start=3)
     assert np.isfinite(list(logs.values())).all() and logs["discriminator"] > 0
     x = random_images().astype(np.float32) / 127.5 - 1
-    z = tok_lib.image_latents(tok, x)
+    z = tok.image_latents(x)
     assert z.shape == (8, 4, 8) and tok.d == 8 and tok.patch_size == 8  # 16 px -> 4 x 4 latents -> 2 x 2 tokens
-    assert tok_lib.latent_images(tok, z, 16, 16).shape == x.shape
+    assert tok.latent_images(z, 16, 16).shape == x.shape
     path = str(tmp_path / "conv_vae.npz")
     conv_vae.save(tok, path)
-    assert tok_lib.content_hash(conv_vae.load(path, cfg)) == tok_lib.content_hash(tok)
+    assert conv_vae.load(path, cfg).content_hash() == tok.content_hash()
     with pytest.raises(pca_lib.PCAMismatchError, match="latent_channels is 2 in the file but the config expects 4"):
         conv_vae.load(path, conv_vae.ConvVAEConfig(image_channels=1, latent_channels=4, width=8, num_down=2))
 
@@ -117,7 +138,7 @@ def test_conv_vae_training_resumes_exactly_after_a_sigterm(tmp_path):
 
     from ldae_jax.errors import Preempted, UserError
     from ldae_jax.tokenizers import conv_vae
-    from ldae_jax.train import preemption
+    from ldae_jax.runtime import preemption
 
     cfg = conv_vae.ConvVAEConfig(image_channels=1, latent_channels=2, width=8, num_down=2, group=2)
     recipe = dict(steps=6, lr=1e-3, kl_weight=1e-3, adversarial_weight=0.5, adversarial_start=2)
@@ -140,7 +161,7 @@ def test_conv_vae_training_resumes_exactly_after_a_sigterm(tmp_path):
     with pytest.raises(UserError, match="changed: lr"):
         conv_vae.train(batches_from, cfg, **{**recipe, "lr": 2e-3}, checkpoint_path=path)
     resumed, _ = conv_vae.train(batches_from, cfg, **recipe, checkpoint_path=path)
-    assert tok_lib.content_hash(resumed) == tok_lib.content_hash(whole)
+    assert resumed.content_hash() == whole.content_hash()
 
 
 def test_perceptual_distance_and_its_weights_file(tmp_path):

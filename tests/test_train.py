@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from configs import quickstart
-from ldae_jax.train import pretrain, sharding
+from ldae_jax.train import sharding
 
+import helpers
 from test_data import needs_debian_files
 from tiny_training import run_steps
 
@@ -63,10 +64,10 @@ def test_two_processes_of_four_devices_equal_one_process(tmp_path, data, fsdp):
 @needs_debian_files
 @pytest.mark.slow
 def test_pca_fit_over_two_processes_gives_every_host_the_same_basis(tmp_path):
-    from ldae_jax.data import pipeline
+    from ldae_jax.data import sources
 
     data_dir = str(tmp_path / "tfds")
-    pipeline.get_builder("fashion_mnist_local", data_dir)  # prepare once, before the workers share it
+    sources.get_source("fashion_mnist_local", data_dir)  # prepare once, before the workers share it
     worker = os.path.join(os.path.dirname(__file__), "multiprocess_pca_worker.py")
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
@@ -105,10 +106,10 @@ def read_metrics(workdir):
 @needs_debian_files
 def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
     config = tiny_config(total_steps=12, log_every=2, checkpoint_every=6)
-    full = pretrain.train_and_evaluate(config, str(tmp_path / "a"))
-    first = pretrain.train_and_evaluate(config, str(tmp_path / "b"), stop_after=6)
+    full = helpers.pretrain(config, str(tmp_path / "a"))
+    first = helpers.pretrain(config, str(tmp_path / "b"), stop_after=6)
     assert first["step"] == 6
-    resumed = pretrain.train_and_evaluate(config, str(tmp_path / "b"))
+    resumed = helpers.pretrain(config, str(tmp_path / "b"))
     assert resumed["step"] == 12
     losses = lambda wd: [(m["step"], m["loss"]) for m in read_metrics(wd)]  # noqa: E731
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
@@ -117,30 +118,30 @@ def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
 
 @needs_debian_files
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
-    pretrain.train_and_evaluate(tiny_config(total_steps=2, log_every=1), str(tmp_path))
+    helpers.pretrain(tiny_config(total_steps=2, log_every=1), str(tmp_path))
     other = tiny_config(total_steps=2, log_every=1, base_lr=0.5)
     with pytest.raises(ValueError, match="different run.*train.base_lr"):
-        pretrain.train_and_evaluate(other, str(tmp_path))
+        helpers.pretrain(other, str(tmp_path))
 
 
 def test_memory_tool_counts_replicated_and_fsdp_bytes():
-    from configs import common
+    from ldae_jax import schema
     from ldae_jax.train import memory
 
-    abstract = memory.abstract_state(common.ldae_base(), "B")
+    abstract = memory.abstract_state(schema.defaults(), "B")
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
     params, opt = memory.state_bytes(abstract, 8, 1)
     assert params == 4 * count and opt > 2 * params  # AdamW: two float32 moments (+ a step count)
     sharded, _ = memory.state_bytes(abstract, 1, 8)
     assert params / 8 <= sharded < params / 7  # all but the small tensors split 8 ways
-    assert "| B | 187M | 1 x 8 |" in memory.table(common.ldae_base(), ["B"], ["1x8"])
+    assert "| B | 187M | 1 x 8 |" in memory.table(schema.defaults(), ["B"], ["1x8"])
 
 
 @pytest.mark.slow
 def test_memory_tool_measures_activations_and_remat_saves_memory():
-    from configs import common
+    from ldae_jax import schema
     from ldae_jax.train import memory
 
-    plain = memory.activation_bytes(common.ldae_base(), "mini", 4, remat=False)
-    remat = memory.activation_bytes(common.ldae_base(), "mini", 4, remat=True)
+    plain = memory.activation_bytes(schema.defaults(), "mini", 4, remat=False)
+    remat = memory.activation_bytes(schema.defaults(), "mini", 4, remat=True)
     assert 0 < remat < plain

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 from configs import quickstart
-from configs.ladder import rows as rows_lib
-from ldae_jax import stages
+from ldae_jax.ladder import rows as rows_lib
+from ldae_jax import modes
 from ldae_jax.errors import UserError
 from ldae_jax.tokenizers import patch_ae
 from ldae_jax.viz import figures
 
 from test_data import needs_debian_files
+from helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_FIGURES = {"schedules", "filters", "noise", "denoising", "curves"}
@@ -28,10 +29,7 @@ def tiny_config(**overrides):
     config = quickstart.get_config("tiny")
     config.mesh.data = 1
     config.train.update(total_steps=4, log_every=2, checkpoint_every=4)
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        config[section][field] = value
-    return config
+    return set_fields(config, **overrides)
 
 
 def assert_not_blank(path):
@@ -45,7 +43,7 @@ def assert_not_blank(path):
 def tiny_run(tmp_path_factory):
     """A 4-step pre-training (PCA, checkpoint, metrics), plus a made-up fine-tuning log for the curves."""
     workdir = str(tmp_path_factory.mktemp("viz") / "run")
-    stages.run(tiny_config(), workdir, "pretrain")
+    modes.run(tiny_config(), workdir, "pretrain")
     os.makedirs(os.path.join(workdir, "finetune"))
     with open(os.path.join(workdir, "finetune", "metrics.jsonl"), "w") as f:
         for step in (2, 4):
@@ -109,18 +107,21 @@ def _probe_file(path, top1):
 
 @pytest.fixture
 def fake_ladder(tmp_path):
-    """A tiny-scale ladder root made of probe files only (and one config.json, which tells the scale)."""
+    """A tiny-scale ladder root made of probe files only, with the report `--launch=report` writes from them."""
+    from ldae_jax.ladder import report, runs
+
     root = tmp_path / "ladder"
     values = {"t3.step0": 70.0, "t2.pca.d8": 65.0, "t2.pca.d16": 68.0, "t2.ae.d16": 67.0, "f5.pixel.r64": 60.0,
               "f5.pixel.r256": 50.0, "t3.step1": 66.0, "t3.step5": 69.0}
     for seed in (0, 1):
         for row, top1 in values.items():
             _probe_file(str(root / row / f"seed{seed}" / "probe.json"), top1 + seed)
-    (root / "t3.step0" / "seed0" / "config.json").write_text(rows_lib.get_config("row=t3.step0,scale=tiny").to_json())
+    planned = runs.plan(rows_lib.select("t1.*,t2.*,t3.*,f5.*"), "tiny", [0, 1], check=False)
+    report.write(runs.gather(planned, str(root)), str(root / "ladder_tiny.md"), scale="tiny", command="test")
     return str(root)
 
 
-def test_ladder_figures_from_probe_files(fake_ladder, tmp_path):
+def test_ladder_figures_from_the_report_table(fake_ladder, tmp_path):
     out = figures.draw(fake_ladder, "all", str(tmp_path), log=lambda line: None)
     assert set(out["written"]) == LADDER_FIGURES
     assert "single run" in out["skipped"]["denoising"]
@@ -128,17 +129,20 @@ def test_ladder_figures_from_probe_files(fake_ladder, tmp_path):
         assert_not_blank(path)
     from ldae_jax.viz import workdir
 
-    lad = workdir.gather_ladder(fake_ladder)
+    lad = workdir.read_ladder(fake_ladder)
+    rows = {r["row"]: r for r in lad.rows}
     assert lad.scale == "tiny"
-    assert lad.results["t2.pca.d32"] == [70.0, 71.0]  # t3.step0's run, as the ladder report reads it
-    assert lad.results["t2.vae.d8"] == []
+    assert rows["t2.pca.d32"]["results"] == [70.0, 71.0]  # t3.step0's run, as the ladder report reads it
+    assert rows["t2.vae.d8"]["results"] == []
+    # Row facts come from each row's config, not its name: Figure 5's pixel rows at 256 px keep d = D = 768.
+    assert (rows["f5.pixel.r256"]["kind"], rows["f5.pixel.r256"]["paper_d"]) == ("pixel", 768)
+    assert rows["t2.ae.d16"]["kind"] == "patch_ae" and rows["t3.step1"]["trajectory"] == 8
 
 
 def test_cli_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="neither a run"):
         figures.draw(str(tmp_path), "all")
-    cases = [([f"--workdir={tmp_path / 'missing'}"], "does not exist"),
-             (["--figures=schedules,bogus", f"--out_dir={tmp_path}"], "unknown figure")]
+    cases = [([f"--workdir={tmp_path / 'missing'}"], "does not exist")]  # a bad name: tests/test_front_door.py
     for args, message in cases:
         proc = subprocess.run([sys.executable, "-m", "ldae_jax.viz", *args], cwd=REPO, capture_output=True,
                               text=True, timeout=120)

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ldae_jax.errors import UserError
+from ldae_jax.data import tf_setup  # noqa: F401  (hides GPUs from TensorFlow)
+from ldae_jax.errors import DataError
 
 DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 SOURCE_DIR_ENV = "LDAE_FASHION_MNIST_DIR"
@@ -27,10 +28,6 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
 }
 _IDX_UBYTE = {1: 0x00000801, 3: 0x00000803}  # magic number of an unsigned-byte IDX file, by number of dims
-
-
-class DataError(UserError):
-    """Bad data input (missing or corrupt files, bad arguments, unprepared datasets); the message says the fix."""
 
 
 def resolve_source_dir(source_dir: str | None = None) -> str:
@@ -81,6 +78,23 @@ def check_source_dir(source_dir: str) -> None:
         raise DataError(f"Fashion-MNIST files {missing} not found in {source_dir}: run "
                         f"`apt-get update && apt-get install -y dataset-fashion-mnist`, or set {SOURCE_DIR_ENV} "
                         "to the directory holding the 4 .gz IDX files.")
+
+
+def split_sizes(source_dir: str) -> dict[str, int]:
+    """{split: examples} from the image files' IDX headers (16 bytes each), for a check before any data is read."""
+    check_source_dir(source_dir)
+    sizes = {}
+    for split, (images_file, _, _) in FILES.items():
+        path = os.path.join(source_dir, images_file)
+        try:
+            with gzip.open(path, "rb") as f:
+                header = f.read(8)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path} is not a readable gzip file ({e}); reinstall dataset-fashion-mnist.") from e
+        if len(header) < 8 or int.from_bytes(header[:4], "big") != _IDX_UBYTE[3]:
+            raise DataError(f"{path} is not an IDX image file; wrong or corrupt file, reinstall dataset-fashion-mnist.")
+        sizes[split] = int.from_bytes(header[4:8], "big")
+    return sizes
 
 
 class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):

@@ -16,64 +16,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ldae_jax.data.fashion_mnist import DataError, prepared_builder
+from ldae_jax.data import augment as augment_lib, tf_setup  # noqa: F401  (tf_setup hides GPUs from TensorFlow)
+from ldae_jax.data.splits import num_examples
+from ldae_jax.errors import DataError
 
-
-def _hide_gpus_from_tensorflow() -> None:
-    """TensorFlow is only used for tf.data here and must not take accelerator memory."""
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except (RuntimeError, ValueError):  # devices already initialised, or a TF build without GPU support
-        pass
-
-
-_hide_gpus_from_tensorflow()
-
-DATASETS = ("fashion_mnist_local", "cifar10", "imagenet2012")
 AUGMENTS = ("center_crop", "random_resized_crop")
 MAE_SCALE = (0.2, 1.0)  # MAE pre-training's RandomResizedCrop area range
 MAE_RATIO = (3 / 4, 4 / 3)
-
-
-# ----------------------------------------------------------------------------------------------- builders
-
-
-def get_builder(name: str, data_dir: str | None, *, prepared_dir: str | None = None, splits=(),
-                image_size: int | None = None) -> tfds.core.DatasetBuilder:
-    """A prepared builder; `fashion_mnist_local` is prepared on demand, the others must already be (no downloads).
-
-    With `prepared_dir` (config `data.prepared_dir`), the `prepared.py` caches of `splits` of `name` at
-    `image_size` instead, behind one builder-like object (a cache holds one split).
-    """
-    if prepared_dir:
-        from ldae_jax.data import prepared  # here: prepared imports this module
-        if not splits or image_size is None:
-            raise DataError("Prepared caches are opened per split and image size; pass splits= and image_size=.")
-        return prepared.open_splits(prepared_dir, name, splits, image_size)
-    if name == "fashion_mnist_local":
-        return prepared_builder(data_dir)
-    if name not in DATASETS:
-        raise DataError(f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.")
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        root = builder.data_dir_root
-        if name == "imagenet2012":
-            how = (f"put the two manual-download tars from image-net.org, ILSVRC2012_img_train.tar (138 GB) and "
-                   f"ILSVRC2012_img_val.tar (6.3 GB), in {root}/downloads/manual/, then run `tfds build "
-                   f"imagenet2012 --data_dir={root}` (about 150 GB more disk; README 'ImageNet data' has the steps)")
-        else:
-            how = (f"run `tfds build {name} --data_dir={root}` on a machine with internet access and copy "
-                   f"{root}/{name} here")
-        raise DataError(f"{name} is not prepared in {builder.data_dir}: {how}.")
-    return builder
-
-
-def num_examples(builder: tfds.core.DatasetBuilder, split) -> int:
-    """Number of examples of a split or sub-split (e.g. 'train[:10%]' or a per-process split)."""
-    try:
-        return builder.info.splits[split].num_examples
-    except (KeyError, ValueError) as e:
-        raise DataError(f"Bad split {split!r} for {builder.name}: {e}") from e
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
@@ -234,8 +183,6 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
         raise DataError(f"{builder.name} {split!r} gives each of {process_count} processes {host_examples} examples, "
                         f"fewer than one host batch of {batch}; use a smaller batch or a larger split.")
     decode = _decode_train(feature, image_size, augment, flip, scale, ratio)
-    if rand_augment is not None:
-        from ldae_jax.data import augment as augment_lib  # here: augment imports this module
 
     def epoch_dataset(epoch: int, first_step: int) -> tf.data.Dataset:
         shuffle_seed, *aug_seed = np.random.SeedSequence([seed, process_index, epoch]).generate_state(3)

@@ -14,16 +14,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
-import sys
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ldae_jax.data import pipeline
-from ldae_jax.data.fashion_mnist import DataError
+from ldae_jax import cli
+from ldae_jax.data import pipeline, sources
+from ldae_jax.data.splits import base_split, num_examples
+from ldae_jax.errors import DataError
 
 NAME = "prepared_images"
 
@@ -74,7 +74,7 @@ class PreparedImages(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self) -> Iterator[tuple[int, dict]]:
         config = self.builder_config
-        total = pipeline.num_examples(self.source_builder, config.split)
+        total = num_examples(self.source_builder, config.split)
         batches = pipeline.eval_batches(self.source_builder, split=config.split, global_batch_size=self.batch_size,
                                         image_size=config.image_size, process_index=0, process_count=1)
         start, done, last_print = time.perf_counter(), 0, 0.0
@@ -145,13 +145,6 @@ def prepared_builder(out_dir: str, source: str, split: str, image_size: int) -> 
     return builder
 
 
-def base_split(split) -> str:
-    """'train' for 'train', 'train[:90%]' or a per-process even split of either: the split a cache is made of."""
-    if not isinstance(split, str) and hasattr(split, "split"):  # tfds.split_for_jax_process's _EvenSplit
-        return base_split(split.split)
-    return re.split(r"[\[+]", str(split))[0].strip()
-
-
 @dataclasses.dataclass(frozen=True)
 class _SplitsInfo:
     features: tfds.features.FeaturesDict
@@ -206,45 +199,31 @@ def open_splits(out_dir: str, source: str, splits, image_size: int) -> PreparedS
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv) -> None:
-    from absl import flags
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise DataError(f"Unexpected arguments {argv[1:]}.")
-    if not FLAGS.out_dir:
-        raise DataError("--out_dir is required.")
-    if FLAGS.image_size < 1 or FLAGS.batch_size < 1:
-        raise DataError(f"--image_size={FLAGS.image_size} and --batch_size={FLAGS.batch_size} must be positive.")
-    if FLAGS.dry_run:
-        name = config_name(FLAGS.dataset, FLAGS.split, FLAGS.image_size)
-        print(f"dry run: the arguments are valid; would write {name} into {FLAGS.out_dir}")
+def parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m ldae_jax.data.prepared", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="imagenet2012", help="source TFDS dataset (prepared in --data_dir)")
+    p.add_argument("--data_dir", default="", help="source TFDS data_dir; '' = TFDS default")
+    p.add_argument("--split", default="validation", help="whole split to cache")
+    p.add_argument("--image_size", type=int, default=256, help="side of the stored centre crops")
+    p.add_argument("--out_dir", required=True, help="where the cache is written (a TFDS data_dir)")
+    p.add_argument("--batch_size", type=int, default=256, help="decode batch size")
+    p.add_argument("--dry_run", action="store_true", help="check the arguments without reading any data, then stop")
+    return p
+
+
+def main(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    if args.image_size < 1 or args.batch_size < 1:
+        raise DataError(f"--image_size={args.image_size} and --batch_size={args.batch_size} must be positive.")
+    sources.check_name(args.dataset)
+    if args.dry_run:
+        name = config_name(args.dataset, args.split, args.image_size)
+        print(f"dry run: the arguments are valid; would write {name} into {args.out_dir}")
         return
-    builder = pipeline.get_builder(FLAGS.dataset, FLAGS.data_dir or None)
-    prepared = prepare(builder, FLAGS.split, FLAGS.out_dir, FLAGS.image_size, batch_size=FLAGS.batch_size)
-    print(f"Done: {prepared.data_dir}; train with data.prepared_dir={FLAGS.out_dir}.")
-
-
-def _run() -> None:
-    from absl import app, flags
-
-    from ldae_jax.errors import UserError
-    flags.DEFINE_string("dataset", "imagenet2012", "Source TFDS dataset (prepared in --data_dir).")
-    flags.DEFINE_string("data_dir", "", "Source TFDS data_dir; '' = TFDS default.")
-    flags.DEFINE_string("split", "validation", "Whole split to cache.")
-    flags.DEFINE_integer("image_size", 256, "Side of the stored centre crops.")
-    flags.DEFINE_string("out_dir", "", "Where the cache is written (a TFDS data_dir).")
-    flags.DEFINE_integer("batch_size", 256, "Decode batch size.")
-    flags.DEFINE_bool("dry_run", False, "Check the arguments without reading any data, then stop.")
-
-    def guarded(argv):
-        try:
-            main(argv)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-
-    app.run(guarded)
+    builder = sources.get_source(args.dataset, args.data_dir or None)
+    cache = prepare(builder, args.split, args.out_dir, args.image_size, batch_size=args.batch_size)
+    print(f"Done: {cache.data_dir}; train with data.prepared_dir={args.out_dir}.")
 
 
 if __name__ == "__main__":
-    _run()
+    cli.run(main)

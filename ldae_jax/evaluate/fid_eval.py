@@ -17,6 +17,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
+from ldae_jax.data import pipeline
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import fid, generate, inception
 
@@ -35,9 +36,7 @@ def check_config(config) -> None:
 
 
 def reference_statistics(config, builder, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, covariance) of the Inception features of the reference split, cached in the workdir's parent."""
-    from ldae_jax.data import pipeline
-
+    """(mean, covariance) of the Inception features of the reference split."""
     f = config.fid
     split = config.data.train_split if f.reference == "train" else config.data.eval_split
     images, seen = [], 0
@@ -59,14 +58,11 @@ def _reference_key(config) -> str:
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
-def run_fid(config, workdir: str) -> dict:
-    """Generates, measures and writes workdir/fid.json; returns its contents."""
-    from ldae_jax.train import pretrain
-
-    check_config(config)
+def run_fid(exp) -> dict:
+    """Generates, measures and writes workdir/fid.json for the run `exp`; returns its contents."""
+    run, config, workdir = exp, exp.config, exp.workdir
     f = config.fid
-    run = pretrain.setup_run(config, workdir)
-    step, params = pretrain.restore_params(config, workdir, run)
+    step, params = exp.restore_params()
     params = multihost_utils.process_allgather(params, tiled=True)
     out = {"step": step, "num_samples": f.num_samples, "reference": f.reference, "num_steps": f.num_steps,
            "eta": f.eta, "guidance": f.guidance}

@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 from ldae_jax.evaluate import sampler
-from ldae_jax.tokenizers import tokenizer as tok_lib
+from ldae_jax.train import state as state_lib
 
 
 def balanced_labels(obj, n: int):
@@ -19,9 +19,8 @@ def balanced_labels(obj, n: int):
 
 def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 50, eta: float = 0.0,
                     guidance: float = 0.0, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """n images [n, S, S, C] in [-1, 1] (float32) from a run's model `params`; labels [n] if class-conditional."""
-    from ldae_jax.train import state as state_lib
-
+    """n images [n, S, S, C] in [-1, 1] (float32) from the model `params` of the run `run` (its Experiment);
+    labels [n] if class-conditional."""
     obj, size = run.objective, run.config.data.image_size
     if obj.num_classes and labels is None:
         raise ValueError("a class-conditional model needs labels to generate (see balanced_labels)")
@@ -42,7 +41,7 @@ def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 5
 
         shape = (b, run.model_cfg.num_tokens, run.tokenizer.d)
         z = sampler.sample(x0_fn, run.schedule, shape, jax.random.fold_in(key, i), num_steps=num_steps, eta=eta)
-        out.append(np.clip(np.asarray(tok_lib.latent_images(run.tokenizer, z, size, size)), -1.0, 1.0))
+        out.append(np.clip(np.asarray(run.tokenizer.latent_images(z, size, size)), -1.0, 1.0))
         if progress:
             print(f"  generated {start + b}/{n}", flush=True)
     return np.concatenate(out)

@@ -1,4 +1,4 @@
-"""Linear probe on cached features (PAPER.md 4.1), trained entirely on device.
+"""Linear probe on cached features (docs/paper_notes.md 4.1), trained entirely on device.
 
 Features: the encoder output (block `probe.block`, default `model.encoder_depth`) at a fixed t (default 10 of
 1000, clean input), global-average-pooled, extracted once for the train and test splits. Head: a

@@ -1,4 +1,5 @@
-"""The linear probe by the paper's protocol (MAE's; PAPER.md 4.1), as opposed to the fast cached-feature probe.
+"""The linear probe by the paper's protocol (MAE's; docs/paper_notes.md 4.1), as opposed to the fast cached-feature
+probe.
 
 Every step draws a fresh augmented batch (random resized crop + flip), runs the frozen encoder at the fixed t,
 and trains a parameter-free BatchNorm (batch statistics while training, running statistics with momentum 0.1
@@ -19,10 +20,11 @@ import optax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from ldae_jax.data import pipeline
+from ldae_jax.data import pipeline, splits
 from ldae_jax.errors import Preempted
 from ldae_jax.tokenizers import files
-from ldae_jax.train import preemption, sharding
+from ldae_jax.runtime import preemption
+from ldae_jax.train import sharding
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-6
 
@@ -98,9 +100,9 @@ def _restore(path, head, opt):
 def train_and_evaluate(run, features, params, *, num_classes: int, state_path: str, seed: int = 0) -> dict:
     """Probe `features(params, images uint8, batch_index) -> [B, F]` by the paper's protocol; returns top-1 (%)."""
     p, config = run.config.probe, run.config
-    batch = min(p.batch_size, pipeline.num_examples(run.builder, config.data.train_split))
+    batch = min(p.batch_size, splits.num_examples(run.builder, config.data.train_split))
     batch = max(run.mesh.size, batch // run.mesh.size * run.mesh.size)
-    steps_per_epoch = max(1, pipeline.num_examples(run.builder, config.data.train_split) // batch)
+    steps_per_epoch = max(1, splits.num_examples(run.builder, config.data.train_split) // batch)
     total = p.epochs * steps_per_epoch
     warmup = int(p.warmup_epochs * steps_per_epoch)
     lr = optax.warmup_cosine_decay_schedule(0.0, p.lars_base_lr * batch / 256, warmup, max(total, warmup + 1), 0.0)

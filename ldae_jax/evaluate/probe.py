@@ -14,10 +14,9 @@ from etils import epath
 
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import linear_probe, paper_probe
-from ldae_jax.train import pretrain, state as state_lib
+from ldae_jax.train import state as state_lib
 
 BASELINES = ("random_init", "pixels")
-MODES = ("cached", "paper")  # fast cached features (linear_probe) | MAE's protocol with augmentation (paper_probe)
 
 
 def describe(config, step: int, encoder_depth: int) -> dict:
@@ -29,23 +28,30 @@ def describe(config, step: int, encoder_depth: int) -> dict:
     }
 
 
-def run_probe(config, workdir: str, output: str = "probe.json") -> dict:
-    """Top-1 (%) of the linear probe for the run in `workdir` and the configured baselines, saved as `output`."""
-    if config.probe.mode not in MODES:
-        raise UserError(f"probe.mode={config.probe.mode!r} is unknown; choose one of {MODES}")
-    baselines = [b for b in config.probe.baselines.split(",") if b]
-    unknown = set(baselines) - set(BASELINES)
+def baselines(config) -> list[str]:
+    return [b for b in config.probe.baselines.split(",") if b]
+
+
+def check(config) -> None:
+    """The probe fields against each other and the model, before any data is read."""
+    unknown = set(baselines(config)) - set(BASELINES)
     if unknown:
-        raise UserError(f"probe.baselines: unknown {sorted(unknown)}; choose from {BASELINES}")
-    run = pretrain.setup_run(config, workdir)
-    step, params = pretrain.restore_params(config, workdir, run)
+        raise UserError(f"probe.baselines: unknown {', '.join(sorted(unknown))}; choose from {', '.join(BASELINES)} "
+                        "(comma-separated, or '' for none)")
+
+
+def run_probe(exp, output: str = "probe.json") -> dict:
+    """Top-1 (%) of the linear probe for the run `exp` and the configured baselines, saved in its workdir as
+    `output`."""
+    run, config, workdir = exp, exp.config, exp.workdir
+    step, params = exp.restore_params()
     graphdef = state_lib.model_graph(run.model_cfg)
     p = config.probe
     model_fn = linear_probe.model_features_fn(run, graphdef, t=p.t, noisy=p.noisy, block=p.block, seed=config.seed)
     candidates = {"l-DAE": (model_fn, params)}  # name -> (features(params, images, batch_index), params)
-    if "random_init" in baselines:
+    if "random_init" in baselines(config):
         candidates["random_init"] = (model_fn, state_lib.init_params(run.model_cfg, jax.random.key(config.seed)))
-    if "pixels" in baselines:
+    if "pixels" in baselines(config):
         pixels = jax.jit(linear_probe.pixel_features)
         candidates["pixels"] = (lambda _, images, i: pixels(images), None)
 

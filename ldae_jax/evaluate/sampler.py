@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ldae_jax import diffusion, learned_variance, objectives
-from ldae_jax.tokenizers import tokenizer as tok_lib
 
 
 def clean_latent(model, obj: objectives.Objective, tok, schedule, z_t, t, labels=None):
@@ -32,7 +31,7 @@ def clean_latent(model, obj: objectives.Objective, tok, schedule, z_t, t, labels
     if obj.target == "eps":
         gamma, sigma = diffusion.coefficients(schedule, t, z_t.ndim)
         return diffusion.eps_to_x0(z_t, pred, gamma, sigma), v
-    return (pred if obj.output == "latent" else tok_lib.encode(tok, pred)), v
+    return (pred if obj.output == "latent" else tok.encode(pred)), v
 
 
 def timesteps(num_steps: int, T: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The plain ViT that l-DAE's encoder becomes for fine-tuning and export (PAPER.md 4.2).
+"""The plain ViT that l-DAE's encoder becomes for fine-tuning and export (docs/paper_notes.md 4.2).
 
 At a fixed t the adaLN modulation of every block is a constant, so it folds into ordinary LayerNorm scale and
 bias (`fold.py`) and the encoder is a standard ViT: linear patch embedding, learned position embedding

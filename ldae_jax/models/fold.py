@@ -1,4 +1,4 @@
-"""Folding the fixed-t adaLN modulation of l-DAE's encoder into plain LayerNorms (PAPER.md 4.2).
+"""Folding the fixed-t adaLN modulation of l-DAE's encoder into plain LayerNorms (docs/paper_notes.md 4.2).
 
 With t (and, for a class-conditional network, the null label) fixed, each block's conditioning MLP outputs
 constants: norm(x) * (1 + scale) + shift is a LayerNorm with weight 1 + scale and bias shift, and DiT's

@@ -1,6 +1,6 @@
 """The denoising Transformer of l-DAE: a ViT over patch tokens, conditioned on the noise level t by adaLN.
 
-One network of `encoder_depth + decoder_depth` blocks (PAPER.md 3.1-3.2): the split only says where the
+One network of `encoder_depth + decoder_depth` blocks (docs/paper_notes.md 3.1-3.2): the split only says where the
 probe reads features (the output of block `encoder_depth`, global-average-pooled). No class token; fixed 2-D
 sin-cos position embeddings; each block owns a two-layer MLP of the t embedding, with hidden width
 `cond_hidden_ratio * width` (1/4 in the paper), whose output is the LayerNorm shift and scale (and, with

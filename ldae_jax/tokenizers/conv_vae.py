@@ -1,7 +1,7 @@
 """The convolutional VAE tokenizer of Table 1 (DiT's tokenizer, retrained): stride 2^num_down, KL-regularised,
 with optional perceptual (LPIPS-style VGG16) and adversarial (patch discriminator, hinge) losses.
 
-PAPER.md 3.1: LDM's KL-VAE maps 256 x 256 x 3 to 32 x 32 x 4 (stride 8) and DiT groups 2 x 2 latent
+docs/paper_notes.md 3.1: LDM's KL-VAE maps 256 x 256 x 3 to 32 x 32 x 4 (stride 8) and DiT groups 2 x 2 latent
 positions into one token, so a token has d = 4 x latent channels. The paper's tokenizer recipes are
 [NOT FOUND]; ours, each a config field: an L2 reconstruction, `kl_weight` x KL (both averaged per pixel), LPIPS
 at `perceptual_weight`, and from step `adversarial_start` a hinge-loss patch discriminator whose generator
@@ -25,7 +25,8 @@ from etils import epath
 from flax import nnx
 
 from ldae_jax.errors import Preempted, UserError
-from ldae_jax.tokenizers import files, perceptual
+from ldae_jax.runtime import hosts as hosts_lib, preemption
+from ldae_jax.tokenizers import files, kind, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
 
@@ -114,6 +115,21 @@ class ConvVAETokenizer:
     def channels(self) -> int:
         return self.cfg.image_channels
 
+    def image_latents(self, images) -> jax.Array:
+        """images [B, H, W, C] in [-1, 1] -> tokens [B, N, d]: the posterior mean / scale, 2 x 2 positions a token."""
+        mean, _ = _model(self.cfg, self.params).encode(images)
+        return patchify(mean / self.scale, self.cfg.group)
+
+    def latent_images(self, z, height: int, width: int) -> jax.Array:
+        """tokens [B, N, d] -> images [B, H, W, C]."""
+        s = self.cfg.stride
+        latent = unpatchify(z, self.cfg.group, height // s, width // s, self.cfg.latent_channels) * self.scale
+        return _model(self.cfg, self.params).decode(latent)
+
+    def content_hash(self) -> str:
+        meta = {"format": _FORMAT, **dataclasses.asdict(self.cfg)}
+        return files.content_hash(meta, dict(sorted(_flat({"params": self.params, "scale": self.scale}).items())))
+
 
 jax.tree_util.register_dataclass(ConvVAETokenizer, data_fields=["params", "scale"], meta_fields=["cfg"])
 
@@ -125,19 +141,6 @@ def _graphdef(cfg: ConvVAEConfig):
 
 def _model(cfg: ConvVAEConfig, params) -> ConvVAE:
     return nnx.merge(_graphdef(cfg), params)
-
-
-def encode_images(tok: ConvVAETokenizer, images) -> jax.Array:
-    """images [B, H, W, C] in [-1, 1] -> tokens [B, N, d]: the posterior mean / scale, 2 x 2 positions a token."""
-    mean, _ = _model(tok.cfg, tok.params).encode(images)
-    return patchify(mean / tok.scale, tok.cfg.group)
-
-
-def decode_tokens(tok: ConvVAETokenizer, z, height: int, width: int) -> jax.Array:
-    """tokens [B, N, d] -> images [B, H, W, C]."""
-    s = tok.cfg.stride
-    latent = unpatchify(z, tok.cfg.group, height // s, width // s, tok.cfg.latent_channels) * tok.scale
-    return _model(tok.cfg, tok.params).decode(latent)
 
 
 def _losses(vae, disc, images, key, *, kl_weight, vgg, perceptual_weight, adversarial_weight):
@@ -273,16 +276,11 @@ def _restore(path: str, template, recipe: dict):
     return jax.tree.unflatten(treedef, restored), int(data["step"])
 
 
-def content_hash(tok: ConvVAETokenizer) -> str:
-    meta = {"format": _FORMAT, **dataclasses.asdict(tok.cfg)}
-    return files.content_hash(meta, dict(sorted(_flat({"params": tok.params, "scale": tok.scale}).items())))
-
-
 def save(tok: ConvVAETokenizer, path: str) -> None:
     """Pickle-free .npz (parameters flattened to 'a/b/c' keys), written atomically."""
     meta = {f"cfg.{k}": np.int64(v) for k, v in dataclasses.asdict(tok.cfg).items()}
     files.save_npz(path, {**_flat(tok.params, "params/"), "scale": tok.scale},
-                   {**meta, "content_hash": np.str_(content_hash(tok)), "format": np.str_(_FORMAT)})
+                   {**meta, "content_hash": np.str_(tok.content_hash()), "format": np.str_(_FORMAT)})
 
 
 def load(path: str, cfg: ConvVAEConfig) -> ConvVAETokenizer:
@@ -300,7 +298,82 @@ def load(path: str, cfg: ConvVAEConfig) -> ConvVAETokenizer:
                 field.name, getattr(stored, field.name), getattr(cfg, field.name))
     params = _unflat({k[len("params/"):]: v for k, v in data.items() if k.startswith("params/")})
     tok = ConvVAETokenizer(params=params, scale=data["scale"], cfg=stored)
-    if content_hash(tok) != str(data["content_hash"]):
+    if tok.content_hash() != str(data["content_hash"]):
         raise PCAMismatchError(f"{path}: content hash does not match its arrays; the file is corrupt. Delete it so "
-                               "it is retrained", "content_hash", str(data["content_hash"]), content_hash(tok))
+                               "it is retrained", "content_hash", str(data["content_hash"]), tok.content_hash())
     return tok
+
+
+# ---------------------------------------------------------------- the registry entry
+
+
+def config_of(config, channels: int) -> ConvVAEConfig:
+    t = config.tokenizer
+    return ConvVAEConfig(image_channels=channels, latent_channels=t.d // 4, width=t.conv_vae.width,
+                         num_down=int(t.conv_vae.stride).bit_length() - 1, group=2)
+
+
+def check(config, channels: int) -> None:
+    t, r = config.tokenizer, config.tokenizer.conv_vae
+    if r.stride < 2 or r.stride & (r.stride - 1):
+        raise UserError(f"tokenizer.conv_vae.stride must be a power of 2 >= 2, got {r.stride}")
+    if t.d % 4:
+        raise UserError(f"tokenizer.kind='conv_vae' groups 2 x 2 latent positions per token, so tokenizer.d must be a "
+                        f"multiple of 4 (d / 4 latent channels), got {t.d}")
+    if t.patch_size != 2 * r.stride:
+        raise UserError(f"tokenizer.kind='conv_vae': a token covers 2 x tokenizer.conv_vae.stride = {2 * r.stride} "
+                        f"pixels a side, so tokenizer.patch_size must be {2 * r.stride}, got {t.patch_size}")
+    if config.data.image_size % r.stride:
+        raise UserError(f"data.image_size={config.data.image_size} is not divisible by tokenizer.conv_vae.stride="
+                        f"{r.stride}")
+    if r.perceptual_weight > 0:
+        perceptual.load_vgg16(r.perceptual_weights)  # fails here, before any compute, if missing or wrong
+    if t.pca.whiten:
+        raise UserError("tokenizer.kind='conv_vae': tokenizer.pca.whiten applies to PCA only; set it to False")
+
+
+def load_checked(config, path: str, channels: int) -> ConvVAETokenizer:
+    return load(path, config_of(config, channels))
+
+
+def load_or_fit(config, workdir: str, builder) -> ConvVAETokenizer:
+    """Loads workdir/conv_vae.npz (checked), or trains the conv VAE on the train split (on every host, from the
+    same seed and the same batches, so every host ends with the same tokenizer; the hash check confirms it)."""
+    r, channels = config.tokenizer.conv_vae, builder.info.features["image"].shape[-1]
+    cfg = config_of(config, channels)
+    path = str(epath.Path(workdir) / "conv_vae.npz")
+    if epath.Path(path).exists():
+        tok = load(path, cfg)
+    else:
+        from ldae_jax.data import pipeline  # here: it reads data through TensorFlow, which the train step needs not
+
+        def batches_from(step):
+            stream = pipeline.train_iterator(
+                builder, split=config.data.train_split, global_batch_size=r.batch_size,
+                image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
+                start_step=step, process_index=0, process_count=1)
+            return (b["image"] for b in stream)
+
+        vgg = perceptual.load_vgg16(r.perceptual_weights) if r.perceptual_weight > 0 else None
+        state_path = str(epath.Path(workdir) / "conv_vae_training.npz")
+        watch = preemption.PreemptionWatch()
+        try:
+            tok, logs = train(
+                batches_from, cfg, steps=r.steps, lr=r.lr, kl_weight=r.kl_weight, vgg=vgg,
+                perceptual_weight=r.perceptual_weight, adversarial_weight=r.adversarial_weight,
+                adversarial_start=r.adversarial_start, seed=config.seed, log_every=max(1, r.steps // 10),
+                checkpoint_path=state_path, checkpoint_every=r.checkpoint_every, stop=watch.reached)
+        finally:
+            watch.close()
+        print(f"conv VAE: trained {r.steps} steps in {logs['seconds']:.0f}s; reconstruction MSE "
+              f"{logs['recon']:.4f}", flush=True)
+        if jax.process_index() == 0:
+            save(tok, path)
+            if epath.Path(state_path).exists():
+                epath.Path(state_path).unlink()
+    hosts_lib.check_same_on_all_hosts(tok.content_hash(), path)
+    return tok
+
+
+KINDS = (kind.Kind(name="conv_vae", summary="convolutional VAE on whole images (Table 1)", file="conv_vae.npz",
+                   patchwise=False, orthonormal=False, check=check, load_or_fit=load_or_fit, load=load_checked),)

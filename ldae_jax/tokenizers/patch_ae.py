@@ -1,6 +1,6 @@
 """Patch-wise autoencoder and VAE tokenizers (Table 2): linear maps of each patch, trained by gradient descent.
 
-PAPER.md 2.4: the patch-wise AE minimises |x - U^T V x|^2 and the patch-wise VAE adds KL[V x | N(0, I)], with
+docs/paper_notes.md 2.4: the patch-wise AE minimises |x - U^T V x|^2 and the patch-wise VAE adds KL[V x | N(0, I)], with
 U and V both d x D and x one flattened patch. Choices the paper leaves open, each a config field:
 - patches are mean-centred with the data mean before V (as PCA is), so the maps need no bias;
 - the VAE's log-variance is a second linear map of the patch plus a bias; `kl_weight` multiplies the KL, both
@@ -18,7 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ldae_jax.tokenizers import files
+from etils import epath
+from jax.experimental import multihost_utils
+
+from ldae_jax.errors import UserError
+from ldae_jax.runtime import hosts as hosts_lib
+from ldae_jax.tokenizers import files, kind
+from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
 
 _FORMAT = "ldae_jax.patch_ae.v1"
@@ -43,18 +49,29 @@ class PatchAE:
     def dim(self) -> int:
         return self.patch_size * self.patch_size * self.channels
 
+    def encode(self, patches) -> jax.Array:
+        """Patches [..., D] -> latents [..., d] (the VAE's posterior mean), divided by the latent scale."""
+        return (patches - jnp.asarray(self.mean)) @ jnp.asarray(self.encoder) / jnp.asarray(self.scale)
+
+    def decode(self, z) -> jax.Array:
+        """Latents [..., d] -> patches [..., D]."""
+        return (z * jnp.asarray(self.scale)) @ jnp.asarray(self.decoder) + jnp.asarray(self.mean)
+
+    def image_latents(self, images) -> jax.Array:
+        """images [B, H, W, C] in [-1, 1] -> latent tokens [B, N, d]."""
+        return self.encode(patchify(images, self.patch_size))
+
+    def latent_images(self, z, height: int, width: int) -> jax.Array:
+        """latent tokens [B, N, d] -> images [B, H, W, C]."""
+        return unpatchify(self.decode(z), self.patch_size, height, width, self.channels)
+
+    def content_hash(self) -> str:
+        """sha256 of the float32 arrays and the metadata (`files.content_hash`)."""
+        meta = {"format": _FORMAT, **{f: getattr(self, f) for f in _META_FIELDS}}
+        return files.content_hash(meta, {name: getattr(self, name) for name in _ARRAY_FIELDS})
+
 
 jax.tree_util.register_dataclass(PatchAE, data_fields=list(_ARRAY_FIELDS), meta_fields=list(_META_FIELDS))
-
-
-def encode(ae: PatchAE, patches) -> jax.Array:
-    """Patches [..., D] -> latents [..., d] (the VAE's posterior mean), divided by the latent scale."""
-    return (patches - jnp.asarray(ae.mean)) @ jnp.asarray(ae.encoder) / jnp.asarray(ae.scale)
-
-
-def decode(ae: PatchAE, z) -> jax.Array:
-    """Latents [..., d] -> patches [..., D]."""
-    return (z * jnp.asarray(ae.scale)) @ jnp.asarray(ae.decoder) + jnp.asarray(ae.mean)
 
 
 def _loss(params, x, key, *, variational: bool, kl_weight: float):
@@ -107,7 +124,7 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
     for i in range(steps):
         params, opt_state, loss, recon = step(params, opt_state, jax.random.fold_in(key, i))
     if not np.isfinite(float(loss)):
-        raise FloatingPointError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.ae_lr")
+        raise FloatingPointError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.patch_ae.lr")
     mu = np.asarray(x_all @ params["encoder"])
     scale = np.float32(mu.std())
     recon_mse = float(np.mean(np.square(np.asarray(x_all) - mu @ np.asarray(params["decoder"]))))
@@ -118,16 +135,10 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
     return ae, report
 
 
-def content_hash(ae: PatchAE) -> str:
-    """sha256 of the float32 arrays and the metadata (`files.content_hash`)."""
-    meta = {"format": _FORMAT, **{f: getattr(ae, f) for f in _META_FIELDS}}
-    return files.content_hash(meta, {name: getattr(ae, name) for name in _ARRAY_FIELDS})
-
-
 def save(ae: PatchAE, path: str) -> None:
     """Pickle-free .npz, written atomically."""
     files.save_npz(path, {k: getattr(ae, k) for k in _ARRAY_FIELDS},
-                   {**{k: np.int64(getattr(ae, k)) for k in _META_FIELDS}, "content_hash": np.str_(content_hash(ae)),
+                   {**{k: np.int64(getattr(ae, k)) for k in _META_FIELDS}, "content_hash": np.str_(ae.content_hash()),
                     "format": np.str_(_FORMAT)})
 
 
@@ -139,9 +150,9 @@ def load(path: str, *, patch_size: int, channels: int, d: int, variational: bool
                                f"delete it so it is retrained", "format", data.get("format"), _FORMAT)
     ae = PatchAE(**{k: data[k] for k in _ARRAY_FIELDS}, patch_size=int(data["patch_size"]),
                  channels=int(data["channels"]), d=int(data["d"]), variational=bool(data["variational"]))
-    if content_hash(ae) != str(data["content_hash"]):
+    if ae.content_hash() != str(data["content_hash"]):
         raise PCAMismatchError(f"{path}: content hash does not match its arrays; the file is corrupt. Delete it so "
-                               "it is retrained", "content_hash", str(data["content_hash"]), content_hash(ae))
+                               "it is retrained", "content_hash", str(data["content_hash"]), ae.content_hash())
     expected = dict(patch_size=patch_size, channels=channels, d=d, variational=variational)
     for field, want in expected.items():
         if getattr(ae, field) != want:
@@ -149,3 +160,57 @@ def load(path: str, *, patch_size: int, channels: int, d: int, variational: bool
                 f"tokenizer {path}: {field} is {getattr(ae, field)!r} in the file but the config expects {want!r}. "
                 f"Delete {path} so it is retrained, or change the config to match.", field, getattr(ae, field), want)
     return ae
+
+
+# ---------------------------------------------------------------- the registry entries (patch_ae, patch_vae)
+
+
+def check(config, channels: int) -> None:
+    t = config.tokenizer
+    dim = t.patch_size**2 * channels
+    if not 1 <= t.d <= dim:
+        raise UserError(f"tokenizer.d={t.d} must be in [1, D] for patches of {t.patch_size}x{t.patch_size}x{channels} "
+                        f"(D = {dim})")
+    if t.pca.whiten:
+        raise UserError(f"tokenizer.kind={t.kind!r}: tokenizer.pca.whiten applies to PCA only; set it to False")
+
+
+def _train(config, builder, channels: int) -> PatchAE:
+    """Trains on process 0's share of the patches and broadcasts the result, so every host holds the same one."""
+    t, r = config.tokenizer, config.tokenizer.patch_ae
+    from ldae_jax.tokenizers import pca_fit  # here: it reads data through TensorFlow, which the train step needs not
+
+    patches = np.concatenate(list(pca_fit.host_patches(config, builder))).astype(np.float32)
+    ae, report = train(patches, patch_size=t.patch_size, channels=channels, d=t.d, variational=t.kind == "patch_vae",
+                       steps=r.steps, batch_size=r.batch_size, lr=r.lr, kl_weight=r.kl_weight, seed=config.seed)
+    if jax.process_count() > 1:
+        arrays = multihost_utils.broadcast_one_to_all({k: np.asarray(getattr(ae, k)) for k in _ARRAY_FIELDS})
+        ae = PatchAE(**{k: np.asarray(v) for k, v in arrays.items()}, patch_size=ae.patch_size,
+                     channels=ae.channels, d=ae.d, variational=ae.variational)
+    print(f"{t.kind}: trained {r.steps} steps on {patches.shape[0]} patches of {t.patch_size}x{t.patch_size}x"
+          f"{channels} in {report['seconds']:.1f}s; reconstruction MSE {report['recon_mse']:.4f}", flush=True)
+    return ae
+
+
+def load_checked(config, path: str, channels: int) -> PatchAE:
+    t = config.tokenizer
+    return load(path, patch_size=t.patch_size, channels=channels, d=t.d, variational=t.kind == "patch_vae")
+
+
+def load_or_fit(config, workdir: str, builder) -> PatchAE:
+    channels = builder.info.features["image"].shape[-1]
+    path = str(epath.Path(workdir) / f"{config.tokenizer.kind}.npz")
+    if epath.Path(path).exists():
+        ae = load_checked(config, path, channels)
+    else:
+        ae = _train(config, builder, channels)
+        if jax.process_index() == 0:
+            save(ae, path)
+    hosts_lib.check_same_on_all_hosts(ae.content_hash(), path)
+    return ae
+
+
+KINDS = tuple(kind.Kind(name=name, summary=summary, file=f"{name}.npz", patchwise=True, orthonormal=False,
+                        check=check, load_or_fit=load_or_fit, load=load_checked)
+              for name, summary in (("patch_ae", "linear patch autoencoder, trained by Adam"),
+                                    ("patch_vae", "linear patch VAE, trained by Adam")))

@@ -1,9 +1,9 @@
-"""Patch-wise PCA tokenizer (PAPER.md 2.3-2.4, 3.3): fit, encode, decode, the l-DAE loss kernel, save/load.
+"""Patch-wise PCA tokenizer (docs/paper_notes.md 2.3-2.4, 3.3): fit, encode, decode, the l-DAE loss kernel, save/load.
 
 The basis is fitted once on the host from a float64 streaming covariance of joint-RGB patch vectors
 (layout from `tokenizers.patches`, D = p * p * C), then used inside the jitted train step. The full D x D
 basis is always kept, because the l-DAE loss (Eq. 4) weights the residual outside the top-d subspace too.
-Mean-centring is always on; whitening the latents is the `whiten` flag (PAPER.md 3.3 leaves it open).
+Mean-centring is always on; whitening the latents is the `whiten` flag (docs/paper_notes.md 3.3 leaves it open).
 
 Shape names: D = patch dimension p*p*C, d = kept latent dimension, n = number of patches.
 """
@@ -19,6 +19,7 @@ from etils import epath
 
 from ldae_jax.errors import UserError
 from ldae_jax.tokenizers import files
+from ldae_jax.tokenizers.patches import patchify, unpatchify
 
 # Whitening divides by sqrt(eigenvalue + eps) with eps = WHITEN_EPS_REL * largest eigenvalue: a direction with
 # (near-)zero variance is then amplified at most 1/sqrt(WHITEN_EPS_REL) = 1000x relative to the top one,
@@ -82,6 +83,50 @@ class PatchPCA:
         """D = patch_size * patch_size * channels."""
         return self.patch_size * self.patch_size * self.channels
 
+    def encode(self, patches) -> jax.Array:
+        """Patches [..., D] -> latents [..., d]: z = (x - mean) V_d^T, divided by sqrt(eig + eps) if whiten."""
+        _check_last_dim(patches, self.dim, "patches")
+        z = (patches - jnp.asarray(self.mean)) @ jnp.asarray(self.components)[: self.d].T
+        return z / _whiten_scale(self) if self.whiten else z
+
+    def decode(self, z) -> jax.Array:
+        """Latents [..., d] -> patches [..., D]: the inverse of `encode` on the top-d affine subspace."""
+        _check_last_dim(z, self.d, "latents")
+        if self.whiten:
+            z = z * _whiten_scale(self)
+        return z @ jnp.asarray(self.components)[: self.d] + jnp.asarray(self.mean)
+
+    def image_latents(self, images) -> jax.Array:
+        """images [B, H, W, C] in [-1, 1] -> latent tokens [B, N, d]."""
+        return self.encode(patchify(images, self.patch_size))
+
+    def latent_images(self, z, height: int, width: int) -> jax.Array:
+        """latent tokens [B, N, d] -> images [B, H, W, C]."""
+        return unpatchify(self.decode(z), self.patch_size, height, width, self.channels)
+
+    def project(self, e) -> jax.Array:
+        """Residual [..., D] -> its coordinates [..., d] in the top-d basis (no mean, no whitening): V_d e."""
+        _check_last_dim(e, self.dim, "residual")
+        return e @ jnp.asarray(self.components)[: self.d].T
+
+    def weighted_residual_sq(self, e, w_res: float) -> jax.Array:
+        """Residual [..., D] -> [...]: sum_i w_i (V e)_i^2 with w_i = 1 for i <= d, w_res otherwise (Eq. 4).
+
+        Because V is orthonormal, |V e|^2 = |e|^2, so this is |P_d e|^2 + w_res (|e|^2 - |P_d e|^2) and only the
+        d x D top block of V is needed (docs/paper_notes.md 2.3; DESIGN "Loss with the residual").
+        """
+        if isinstance(w_res, (int, float)) and not 0.0 <= w_res:
+            raise ValueError(f"w_res must be >= 0, got {w_res}")
+        in_top = jnp.sum(jnp.square(self.project(e)), axis=-1)
+        total = jnp.sum(jnp.square(e), axis=-1)
+        return in_top + w_res * (total - in_top)
+
+    def content_hash(self) -> str:
+        """sha256 of the float32 array bytes plus patch_size, channels, d and whiten (`files.content_hash`)."""
+        meta = {"format": _FORMAT, "patch_size": int(self.patch_size), "channels": int(self.channels),
+                "d": int(self.d), "whiten": bool(self.whiten)}
+        return files.content_hash(meta, {name: getattr(self, name) for name in _ARRAY_FIELDS})
+
 
 jax.tree_util.register_dataclass(PatchPCA, data_fields=list(_ARRAY_FIELDS), meta_fields=list(_META_FIELDS))
 
@@ -102,40 +147,6 @@ def _whiten_scale(pca: PatchPCA) -> jax.Array:
     """[d] standard deviations the top-d latents are divided by when whitening."""
     eig = jnp.asarray(pca.eigenvalues)
     return jnp.sqrt(eig[: pca.d] + WHITEN_EPS_REL * eig[0])
-
-
-def encode(pca: PatchPCA, patches) -> jax.Array:
-    """Patches [..., D] -> latents [..., d]: z = (x - mean) V_d^T, divided by sqrt(eig + eps) if whiten."""
-    _check_last_dim(patches, pca.dim, "patches")
-    z = (patches - jnp.asarray(pca.mean)) @ jnp.asarray(pca.components)[: pca.d].T
-    return z / _whiten_scale(pca) if pca.whiten else z
-
-
-def decode(pca: PatchPCA, z) -> jax.Array:
-    """Latents [..., d] -> patches [..., D]: the inverse of `encode` on the top-d affine subspace."""
-    _check_last_dim(z, pca.d, "latents")
-    if pca.whiten:
-        z = z * _whiten_scale(pca)
-    return z @ jnp.asarray(pca.components)[: pca.d] + jnp.asarray(pca.mean)
-
-
-def project(pca: PatchPCA, e) -> jax.Array:
-    """Residual [..., D] -> its coordinates [..., d] in the top-d basis (no mean, no whitening): V_d e."""
-    _check_last_dim(e, pca.dim, "residual")
-    return e @ jnp.asarray(pca.components)[: pca.d].T
-
-
-def residual_weighted_sq(pca: PatchPCA, e, w_res: float) -> jax.Array:
-    """Residual [..., D] -> [...]: sum_i w_i (V e)_i^2 with w_i = 1 for i <= d, w_res otherwise (Eq. 4).
-
-    Because V is orthonormal, |V e|^2 = |e|^2, so this is |P_d e|^2 + w_res (|e|^2 - |P_d e|^2) and only the
-    d x D top block of V is needed (PAPER.md 2.3; DESIGN.md "Loss with the residual").
-    """
-    if isinstance(w_res, (int, float)) and not 0.0 <= w_res:
-        raise ValueError(f"w_res must be >= 0, got {w_res}")
-    in_top = jnp.sum(jnp.square(project(pca, e)), axis=-1)
-    total = jnp.sum(jnp.square(e), axis=-1)
-    return in_top + w_res * (total - in_top)
 
 
 def explained_variance(pca: PatchPCA) -> float:
@@ -273,19 +284,12 @@ def fit(stats: Union[CovarianceAccumulator, tuple[np.ndarray, np.ndarray]], *, p
 
 # ---------------------------------------------------------------- save / load with checks
 
-def content_hash(pca: PatchPCA) -> str:
-    """sha256 of the float32 array bytes plus patch_size, channels, d and whiten (`files.content_hash`)."""
-    meta = {"format": _FORMAT, "patch_size": int(pca.patch_size), "channels": int(pca.channels), "d": int(pca.d),
-            "whiten": bool(pca.whiten)}
-    return files.content_hash(meta, {name: getattr(pca, name) for name in _ARRAY_FIELDS})
-
-
 def save(pca: PatchPCA, path: str) -> None:
     """Writes the basis to `path` as a pickle-free .npz (atomically: a temp file, then rename)."""
     meta = {"patch_size": np.int64(pca.patch_size), "channels": np.int64(pca.channels), "d": np.int64(pca.d),
             "whiten": np.bool_(pca.whiten)}
     files.save_npz(path, {name: getattr(pca, name) for name in _ARRAY_FIELDS},
-                   {**meta, "content_hash": np.str_(content_hash(pca)), "format": np.str_(_FORMAT)})
+                   {**meta, "content_hash": np.str_(pca.content_hash()), "format": np.str_(_FORMAT)})
 
 
 def _mismatch(path: str, field: str, file_value: object, expected: object) -> PCAMismatchError:
@@ -316,7 +320,7 @@ def load(path: str, *, patch_size: int, channels: int, d: int, whiten: bool,
     stored = PatchPCA(mean=data["mean"], components=data["components"], eigenvalues=data["eigenvalues"],
                       patch_size=int(data["patch_size"]), channels=int(data["channels"]), d=int(data["d"]),
                       whiten=bool(data["whiten"]))
-    recomputed = content_hash(stored)
+    recomputed = stored.content_hash()
     if str(data["content_hash"]) != recomputed:
         raise PCAMismatchError(
             f"PCA basis {path}: content_hash in the file ({str(data['content_hash'])[:16]}...) does not match the "

@@ -41,11 +41,12 @@ def load_vgg16(path: str) -> dict:
     """The VGG16 parameters from a user-provided .npz, checked key by key; a clear error when missing. Cached:
     the ladder checks every row's config before it runs, and each conv-VAE row then trains with the same file."""
     if not path:
-        raise UserError("tokenizer.perceptual_weight > 0 needs VGG16 weights, which cannot be downloaded here: set "
-                        "tokenizer.perceptual_weights to an .npz with conv1_1/kernel ... conv5_3/bias (HWIO), "
-                        "e.g. converted from torchvision's vgg16; or set tokenizer.perceptual_weight=0")
+        raise UserError("tokenizer.conv_vae.perceptual_weight > 0 needs VGG16 weights, which cannot be downloaded "
+                        "here: set tokenizer.conv_vae.perceptual_weights to an .npz with conv1_1/kernel ... "
+                        "conv5_3/bias (HWIO), e.g. converted from torchvision's vgg16; or set "
+                        "tokenizer.conv_vae.perceptual_weight=0")
     if not epath.Path(path).is_file():
-        raise UserError(f"tokenizer.perceptual_weights={path!r} does not exist; provide the VGG16 .npz there")
+        raise UserError(f"tokenizer.conv_vae.perceptual_weights={path!r} does not exist; provide the VGG16 .npz there")
     with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
         params = {k: np.asarray(npz[k], np.float32) for k in npz.files}
     for key, shape in expected_shapes().items():

@@ -15,6 +15,7 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
+from ldae_jax import config_lib, schema
 from ldae_jax.errors import UserError
 
 
@@ -23,9 +24,9 @@ class CheckpointMismatchError(UserError):
 
 
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
-IDENTITY_SECTIONS = ("data", "pca", "tokenizer", "objective", "noise", "model", "train", "seed")
+IDENTITY_SECTIONS = ("data", "tokenizer", "objective", "noise", "model", "train", "seed")
 NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite",
-                       "tokenizer.conv_checkpoint_every", "model.attention"}  # attention: same params, same math
+                       "tokenizer.conv_vae.checkpoint_every", "model.attention"}  # attention: same params, same math
 
 
 def config_fingerprint(config) -> dict:
@@ -87,21 +88,21 @@ class Checkpointer:
         self.manager.close()
 
 
-def _defaults():
-    from configs import common
-
-    return common.ldae_base()
+def run_meta(config, tokenizer) -> dict:
+    """What a checkpoint records about the run that wrote it, checked before any resume."""
+    return {"fingerprint": config_fingerprint(config), "pca_hash": tokenizer.content_hash()}
 
 
 def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: bool = False) -> None:
     """Refuse to resume a checkpoint written under a different config or PCA basis (or only warn).
 
     A field the checkpoint does not know, set to its default, is not a difference: it was added to the code
-    after the checkpoint was written, and its default keeps the behaviour the checkpoint was trained with.
+    after the checkpoint was written, and its default keeps the behaviour the checkpoint was trained with. A
+    checkpoint written before fields were renamed (schema.RENAMED) is read under today's names.
     """
     diffs = []
-    old_fp, new_fp = saved.get("fingerprint", {}), current["fingerprint"]
-    defaults = config_fingerprint(_defaults())
+    old_fp, new_fp = config_lib.upgrade(saved.get("fingerprint", {})), current["fingerprint"]
+    defaults = config_fingerprint(schema.defaults())
     for key in sorted(set(old_fp) | set(new_fp)):
         added_later = key not in old_fp and key in defaults and new_fp.get(key) == defaults[key]
         if old_fp.get(key) != new_fp.get(key) and not added_later:
@@ -118,3 +119,28 @@ def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: boo
         f"{directory} holds a checkpoint of a different run ({summary}). Use a new --workdir, delete the old "
         "checkpoints, or pass --allow_config_change to resume anyway."
     )
+
+
+def restore_latest(ckpt: Checkpointer, abstract, shardings, meta: dict, workdir: str, *,
+                   allow_config_change: bool = False):
+    """The newest readable train state in `ckpt`, after checking it belongs to this run; None when there is none.
+
+    A checkpoint that fails to load (a corrupted or truncated file) is skipped with a warning, falling back to
+    the one before it.
+    """
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+        try:
+            saved = ckpt.restore_meta(step)
+            check_same_run(saved, meta, workdir, warn_only=allow_config_change)
+            return ckpt.restore(step, abstract, shardings)
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure means this checkpoint is unusable
+            older = f"falling back to step {steps[i + 1]}" if i + 1 < len(steps) else "no older checkpoint"
+            message = (f"WARNING: checkpoint at step {step} in {workdir} cannot be read ({type(e).__name__}: {e}); "
+                       f"{older}")
+            print(message.splitlines()[0], file=sys.stderr, flush=True)
+    if steps:
+        raise UserError(f"no checkpoint in {workdir}/checkpoints can be read; delete the folder to start over")
+    return None

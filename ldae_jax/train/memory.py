@@ -3,7 +3,7 @@
     python -m ldae_jax.train.memory --sizes=B,half_L,L --meshes=8x1,1x8,64x1,1x64,8x8
     python -m ldae_jax.train.memory --sizes=B,L --activations --batch=2048 --devices=64,256
 
-The model and optimizer are the paper recipe's (`configs/common.py`: 256 px, patch 16, bf16 compute, AdamW).
+The model and optimizer are the paper recipe's (`ldae_jax/schema.py`: 256 px, patch 16, bf16 compute, AdamW).
 Mesh `DxF` = data x fsdp. Parameter and optimizer bytes come from shapes and the FSDP rule (nothing allocated).
 `--activations` compiles the train step for one device at the per-device batch (batch / devices), with the
 blocks scanned, with and without remat, and reports XLA's temporary buffers. That is the CPU backend's buffer
@@ -13,30 +13,24 @@ assignment: TPU and GPU fuse differently, so read it as an estimate of scale, no
 from __future__ import annotations
 
 import dataclasses
-import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from jax.sharding import AbstractMesh, AxisType
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["B", "half_L", "L"], "model.size values to tabulate.")
-flags.DEFINE_list("meshes", ["8x1", "1x8", "64x1", "1x64", "8x8"], "data x fsdp meshes.")
-flags.DEFINE_bool("activations", False, "Compile the train step and report activation memory instead.")
-flags.DEFINE_integer("batch", 2048, "Global batch for --activations (the paper's is 2048).")
-flags.DEFINE_list("devices", ["64", "256"], "Device counts for --activations (per-device batch = batch / devices).")
+from ldae_jax import cli, diffusion, objectives, schema
+from ldae_jax.models.vit import model_config_from
+from ldae_jax.tokenizers import pixel
+from ldae_jax.train import sharding, state as state_lib
 
 
 def abstract_state(config, size: str):
     """Shapes of the train state of the paper recipe at model size `size`."""
-    import jax
-
-    from ldae_jax.models.vit import model_config_from
-    from ldae_jax.train import state as state_lib
-
     config = config.copy_and_resolve_references()
     config.model.size = size
-    tokens = (config.data.image_size // config.pca.patch_size) ** 2
-    dim = config.pca.patch_size**2 * 3
+    tokens = (config.data.image_size // config.tokenizer.patch_size) ** 2
+    dim = config.tokenizer.patch_size**2 * 3
     model_cfg = model_config_from(config.model, num_tokens=tokens, in_dim=dim, out_dim=dim)
     tx = state_lib.make_optimizer(config.train, state_lib.learning_rate(1e-4, 256, 1, 2))
     return state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
@@ -44,10 +38,6 @@ def abstract_state(config, size: str):
 
 def state_bytes(abstract, data: int, fsdp: int) -> tuple[int, int]:
     """(param bytes, optimizer bytes) per device on a data x fsdp mesh."""
-    from jax.sharding import AbstractMesh, AxisType
-
-    from ldae_jax.train import sharding, state as state_lib
-
     mesh = AbstractMesh((data, fsdp), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2)
     shardings = state_lib.state_shardings(abstract, mesh)
     return (sharding.bytes_per_device(abstract.params, shardings.params),
@@ -55,8 +45,6 @@ def state_bytes(abstract, data: int, fsdp: int) -> tuple[int, int]:
 
 
 def table(config, sizes, meshes) -> str:
-    import jax
-
     rows = ["| model | params | mesh (data x fsdp) | params / device | AdamW state / device | total / device |",
             "|---|---|---|---|---|---|"]
     gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
@@ -78,23 +66,15 @@ def activation_bytes(config, size: str, per_device_batch: int, remat: bool) -> i
 
 def lower_train_step(config, size: str, per_device_batch: int, *, remat: bool, scan_layers: bool):
     """The train step lowered for one device on abstract inputs (nothing allocated); also bench/compile.py's."""
-    import jax
-    import jax.numpy as jnp
-
-    from ldae_jax import diffusion, objectives
-    from ldae_jax.models.vit import model_config_from
-    from ldae_jax.tokenizers import tokenizer as tok_lib
-    from ldae_jax.train import sharding, state as state_lib
-
     config = config.copy_and_resolve_references()
     config.model.update(size=size, scan_layers=scan_layers, remat=remat)
-    p, side = config.pca.patch_size, config.data.image_size
+    p, side = config.tokenizer.patch_size, config.data.image_size
     dim = p * p * 3
     model_cfg = model_config_from(config.model, num_tokens=(side // p) ** 2, in_dim=dim, out_dim=dim)
     tx = state_lib.make_optimizer(config.train, state_lib.learning_rate(1e-4, 256, 1, 2))
     abstract = state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
     mesh = sharding.make_mesh(1, 1, devices=jax.devices()[:1])
-    identity = dataclasses.replace(tok_lib.identity(p, 3), d=config.pca.d)  # shapes are all that matter here
+    identity = dataclasses.replace(pixel.identity(p, 3), d=config.tokenizer.d)  # shapes are all that matter here
     step = state_lib.make_train_step(
         state_lib.model_graph(model_cfg), tx, identity, diffusion.get_schedule("sigma_linear"),
         objectives.Objective(), seed=0, state_shardings=state_lib.state_shardings(abstract, mesh), mesh=mesh,
@@ -114,16 +94,21 @@ def activation_table(config, sizes, batch: int, devices) -> str:
     return "\n".join(rows)
 
 
-def main(argv):
-    del argv
-    from configs import common
-
-    if FLAGS.activations:
-        print(activation_table(common.ldae_base(), FLAGS.sizes, FLAGS.batch, FLAGS.devices))
+def main(argv: list[str]) -> None:
+    p = cli.ArgumentParser(prog="python -m ldae_jax.train.memory", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="B,half_L,L", help="model.size values to tabulate")
+    p.add_argument("--meshes", default="8x1,1x8,64x1,1x64,8x8", help="data x fsdp meshes")
+    p.add_argument("--activations", action="store_true", help="compile the train step, report activation memory")
+    p.add_argument("--batch", type=int, default=2048, help="global batch for --activations (the paper's is 2048)")
+    p.add_argument("--devices", default="64,256", help="device counts for --activations (batch / devices each)")
+    args = p.parse_args(argv)
+    sizes = args.sizes.split(",")
+    if args.activations:
+        print(activation_table(schema.defaults(), sizes, args.batch, args.devices.split(",")))
     else:
-        print(table(common.ldae_base(), FLAGS.sizes, FLAGS.meshes))
+        print(table(schema.defaults(), sizes, args.meshes.split(",")))
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    app.run(main)
+    jax.config.update("jax_platforms", "cpu")  # XLA:CPU's buffer assignment, whatever accelerator is attached
+    cli.run(main)

@@ -9,8 +9,10 @@ import json
 import time
 
 import jax
-from clu import metric_writers
+from clu import metric_writers, parameter_overview
 from etils import epath
+
+from ldae_jax.train import sharding
 
 
 class MetricsLog:
@@ -37,10 +39,6 @@ class MetricsLog:
 
 def describe_state(abstract_state, shardings, mesh, workdir: str) -> str:
     """A short summary (parameter count, bytes per device) for the console; the full table goes to a file."""
-    from clu import parameter_overview
-
-    from ldae_jax.train import sharding
-
     table = parameter_overview.get_parameter_overview(abstract_state.params, include_stats=False)
     if jax.process_index() == 0:
         (epath.Path(workdir) / "parameters.txt").write_text(table + "\n")

@@ -20,32 +20,45 @@ class ShardingError(UserError):
     """A mesh or batch size that cannot be laid out on the devices at hand."""
 
 
-def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
-    """A ('data', 'fsdp') mesh; -1 on one axis means 'the rest'.
+def mesh_shape(data: int, fsdp: int, devices: int, processes: int = 1) -> tuple[int, int]:
+    """(data, fsdp) of the mesh on `devices` devices; -1 on one axis means 'the rest'.
 
     Explicit sizes may use fewer than all devices of a single process (the first data * fsdp of them);
     a multi-process run must use every device.
     """
-    devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
     if data == -1 and fsdp == -1:
-        raise ShardingError("mesh: only one of data/fsdp may be -1")
-    if data == -1:
-        data = n // fsdp if fsdp > 0 and n % fsdp == 0 else 0
-    elif fsdp == -1:
-        fsdp = n // data if data > 0 and n % data == 0 else 0
-    fits = data * fsdp == n or (data * fsdp < n and jax.process_count() == 1)
+        raise ShardingError("mesh: only one of mesh.data / mesh.fsdp may be -1")
+    for name, size, other in (("mesh.fsdp", fsdp, data), ("mesh.data", data, fsdp)):
+        if other == -1 and (size < 1 or devices % size):
+            raise ShardingError(f"{name}={size} does not divide the {_devices(devices)} available")
+    data = devices // fsdp if data == -1 else data
+    fsdp = devices // data if fsdp == -1 else fsdp
+    fits = data * fsdp == devices or (data * fsdp < devices and processes == 1)
     if not fits or data < 1 or fsdp < 1:
-        raise ShardingError(f"mesh data={data} x fsdp={fsdp} does not match the {n} devices available")
+        raise ShardingError(f"mesh data={data} x fsdp={fsdp} does not match the {_devices(devices)} available")
+    return data, fsdp
+
+
+def _devices(n: int) -> str:
+    return f"{n} device{'s' * (n != 1)}"
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
+    """A ('data', 'fsdp') mesh over `devices` (default: all), shaped by `mesh_shape`."""
+    devices = list(jax.devices() if devices is None else devices)
+    data, fsdp = mesh_shape(data, fsdp, len(devices), jax.process_count())
     return Mesh(np.asarray(devices[: data * fsdp]).reshape(data, fsdp), ("data", "fsdp"))
 
 
 def check_batch(global_batch: int, mesh: Mesh) -> None:
-    n = mesh.size
-    if global_batch % n or global_batch % jax.process_count():
+    check_batch_size(global_batch, mesh.size, jax.process_count())
+
+
+def check_batch_size(global_batch: int, devices: int, processes: int = 1, what: str = "global batch") -> None:
+    if global_batch % devices or global_batch % processes:
         raise ShardingError(
-            f"global batch {global_batch} is not divisible by the {n} devices "
-            f"({jax.process_count()} processes); pick a multiple of {n}"
+            f"{what} {global_batch} is not divisible by the {_devices(devices)} ({processes} "
+            f"process{'es' * (processes > 1)}); pick a multiple of {devices}"
         )
 
 

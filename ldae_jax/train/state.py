@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from ldae_jax import objectives
+from ldae_jax import config_lib, objectives
 from ldae_jax.models.vit import DenoisingViT, ModelConfig
 from ldae_jax.train import sharding
 
@@ -26,10 +26,20 @@ class TrainState:
 
 
 def learning_rate(base_lr: float, batch_size: int, warmup_steps: int, total_steps: int) -> optax.Schedule:
-    """lr = base_lr * batch / 256, linear warm-up then half-cycle cosine to 0 (PAPER.md 3.4)."""
+    """lr = base_lr * batch / 256, linear warm-up then half-cycle cosine to 0 (docs/paper_notes.md 3.4)."""
     peak = base_lr * batch_size / 256
     warmup_steps = min(warmup_steps, total_steps)
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup_steps, max(total_steps, warmup_steps + 1), 0.0)
+
+
+def optimizer(train_cfg, num_train: int):
+    """(total steps, lr schedule, optimizer) of a pre-training run on `num_train` examples; epochs become steps
+    here and nowhere else."""
+    total_steps = config_lib.steps(num_train, train_cfg.batch_size, epochs=train_cfg.num_epochs,
+                                   total_steps=train_cfg.total_steps)
+    warmup_steps = config_lib.steps(num_train, train_cfg.batch_size, epochs=train_cfg.warmup_epochs)
+    lr_fn = learning_rate(train_cfg.base_lr, train_cfg.batch_size, warmup_steps, total_steps)
+    return total_steps, lr_fn, make_optimizer(train_cfg, lr_fn)
 
 
 def make_optimizer(cfg, lr: optax.Schedule) -> optax.GradientTransformation:

@@ -9,39 +9,29 @@ The figures and what each needs are in `ldae_jax/viz/figures.py` (FIGURES).
 
 from __future__ import annotations
 
-import os
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags, logging  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A run's or a ladder's workdir; without it only 'schedules' can be drawn.")
-flags.DEFINE_string("figures", "all", "'all', or comma-separated names: schedules, filters, noise, denoising, "
-                    "latent_dim, ladder, curves.")
-flags.DEFINE_string("out_dir", None, "Folder for the PNG files (default WORKDIR/figures).")
-flags.DEFINE_bool("dry_run", False, "Check the figure names, then stop (the workdir is not read).")
+from ldae_jax import cli
+from ldae_jax.viz import figures
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    from ldae_jax.errors import UserError
-    from ldae_jax.viz import figures
+def parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m ldae_jax.viz", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", help="a run's or a ladder's workdir; without it only 'schedules' can be drawn")
+    p.add_argument("--figures", default="all", help=f"'all', or comma-separated names: {', '.join(figures.FIGURES)}")
+    p.add_argument("--out_dir", help="folder for the PNG files (default WORKDIR/figures)")
+    p.add_argument("--dry_run", action="store_true", help="check the figure names, then stop (the workdir is not read)")
+    p.add_argument("--verbosity", type=int, help="library log level (-1 warnings, 0 info; default: errors only)")
+    return p
 
-    try:
-        if FLAGS.dry_run:
-            names = figures.select(FLAGS.figures) or list(figures.FIGURES)
-            print(f"dry run: would draw {', '.join(names)} from {FLAGS.workdir or 'no workdir'}")
-            return
-        figures.draw(FLAGS.workdir, FLAGS.figures, FLAGS.out_dir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+
+def main(argv: list[str]) -> None:
+    args = parser().parse_args(argv)
+    cli.set_verbosity(args.verbosity)
+    if args.dry_run:
+        names = figures.select(args.figures) or list(figures.FIGURES)
+        print(f"dry run: would draw {', '.join(names)} from {args.workdir or 'no workdir'}")
+        return
+    figures.draw(args.workdir, args.figures, args.out_dir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -2,7 +2,7 @@
 model is given, denoised by it.
 
 Pixel noise and latent noise are comparable because the PCA basis is orthonormal: without whitening, a
-latent coordinate is in pixel units (PAPER.md Fig. 7 and 8).
+latent coordinate is in pixel units (docs/paper_notes.md Fig. 7 and 8).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from flax import nnx  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
 from ldae_jax import diffusion, objectives  # noqa: E402
-from ldae_jax.tokenizers import tokenizer as tok_lib  # noqa: E402
+from ldae_jax.data import pipeline  # noqa: E402
+from ldae_jax.train import state as state_lib  # noqa: E402
 from ldae_jax.tokenizers.patches import unpatchify  # noqa: E402
 from ldae_jax.viz import png  # noqa: E402
 
@@ -35,7 +36,7 @@ def noise_panels(tok, schedule, images: np.ndarray, sigmas, seed: int = 0,
     images [B, H, W, C])."""
     x0 = jnp.asarray(images, jnp.float32) / 127.5 - 1.0
     b, h, w, _ = x0.shape
-    z0 = tok_lib.image_latents(tok, x0)
+    z0 = tok.image_latents(x0)
     sched_sigma = np.asarray(schedule.sigma)
     out = {k: [] for k in COLUMNS if k != "denoised" or denoise is not None}
     key = jax.random.key(seed)
@@ -45,7 +46,7 @@ def noise_panels(tok, schedule, images: np.ndarray, sigmas, seed: int = 0,
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
         z_t = diffusion.add_noise(schedule, z0, steps, jax.random.normal(k1, z0.shape))
         out["clean"].append(x0)
-        out["latent noise"].append(tok_lib.latent_images(tok, z_t, h, w))
+        out["latent noise"].append(tok.latent_images(z_t, h, w))
         out["pixel noise"].append(x0 + sched_sigma[t] * jax.random.normal(k2, x0.shape))
         if denoise is not None:
             out["denoised"].append(denoise(z_t, steps))
@@ -63,9 +64,9 @@ def model_denoiser(graphdef, params, tok, schedule, objective, image_shape) -> C
         pred, _ = objectives.split_output(objective, model(tokens, steps, labels))
         if objective.target == "eps":  # the clean latent implied by the predicted noise
             gamma, sig = diffusion.coefficients(schedule, steps, 3)
-            return tok_lib.latent_images(tok, diffusion.eps_to_x0(z_t, pred, gamma, sig), h, w)
+            return tok.latent_images(diffusion.eps_to_x0(z_t, pred, gamma, sig), h, w)
         if objective.output == "latent":
-            return tok_lib.latent_images(tok, pred, h, w)
+            return tok.latent_images(pred, h, w)
         return unpatchify(pred, tok.patch_size, h, w, c)
 
     return denoise
@@ -100,9 +101,7 @@ def plot_denoising(panels: dict, sigmas, path: str, title: str = "") -> None:
 
 
 def first_test_images(run, num_images: int) -> np.ndarray:
-    """The first `num_images` images [B, H, W, C] uint8 of the run's eval split."""
-    from ldae_jax.data import pipeline
-
+    """The first `num_images` images [B, H, W, C] uint8 of the eval split of the run `run` (its Experiment)."""
     config = run.config
     batch = next(
         pipeline.eval_batches(
@@ -113,21 +112,19 @@ def first_test_images(run, num_images: int) -> np.ndarray:
     return batch["image"]
 
 
-def write_denoising_figure(config, workdir: str, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 1.41),
+def write_denoising_figure(exp, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 1.41),
                            path: str | None = None) -> str:
     """Draw `path` (default `workdir/denoising.png`) from the run's latest checkpoint and the first test images."""
-    from ldae_jax.train import pretrain, state as state_lib
-
-    run = pretrain.setup_run(config, workdir)
-    step, params = pretrain.restore_params(config, workdir, run)
+    run, config, workdir = exp, exp.config, exp.workdir
+    step, params = exp.restore_params()
     images = first_test_images(run, num_images)
     params = multihost_utils.process_allgather(params, tiled=True)  # every host joins; host 0 draws
     path = path or str(epath.Path(workdir) / "denoising.png")
     if jax.process_index() == 0:
         panels = denoising_panels(
-            state_lib.model_graph(run.model_cfg), params, run.tokenizer, run.schedule, run.objective,
+            state_lib.model_graph(run.model_cfg), params, exp.tokenizer, run.schedule, run.objective,
             images, sigmas, seed=config.seed,
         )
-        title = f"step {step}: noise in a d={run.tokenizer.d} {config.tokenizer.kind} latent"
+        title = f"step {step}: noise in a d={exp.tokenizer.d} {config.tokenizer.kind} latent"
         plot_denoising(panels, sigmas, path, title=title)
     return str(path)

@@ -8,8 +8,11 @@ from typing import Callable
 
 from etils import epath
 
+from ldae_jax import diffusion, experiment
 from ldae_jax.errors import UserError
-from ldae_jax.viz.workdir import Workdir, inspect
+from ldae_jax.tokenizers import registry
+from ldae_jax.viz import curves, denoising, filters, ladder_chart, latent_dim, noise, schedules
+from ldae_jax.viz.workdir import Workdir, inspect, require_tokenizer_file
 
 _NEEDS_RUN = "needs a single run (a folder with config.json)"
 
@@ -32,19 +35,11 @@ def _run_missing(w: Workdir, *files: str) -> str | None:
 
 
 def _schedules(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import schedules
-
-    highlight = None
-    if w.kind == "run":
-        from ldae_jax import diffusion
-
-        highlight = diffusion.schedule_from_config(w.config.noise)
+    highlight = diffusion.schedule_from_config(w.config.noise) if w.kind == "run" else None
     return schedules.plot_schedules(path, highlight=highlight)
 
 
 def _filters_missing(w: Workdir) -> str | None:
-    from ldae_jax.viz import filters
-
     if (why := _run_missing(w)) is not None:
         return why
     try:
@@ -55,72 +50,44 @@ def _filters_missing(w: Workdir) -> str | None:
 
 
 def _filters(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import filters
-
     return filters.write_filters_figure(w.config, w.path, path)
 
 
 def _noise_missing(w: Workdir) -> str | None:
-    from ldae_jax import ladder_runs
-
     if (why := _run_missing(w)) is not None:
         return why
-    name = ladder_runs.TOKENIZER_FILES.get(w.config.tokenizer.kind)
+    name = registry.get(w.config.tokenizer.kind).file
     return None if name is None else _run_missing(w, name)
 
 
 def _noise(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import noise
-
-    return noise.write_noise_figure(w.config, w.path, path, seed=w.config.seed)
+    require_tokenizer_file(w.config, w.path)
+    return noise.write_noise_figure(experiment.Experiment(w.config, w.path), path, seed=w.config.seed)
 
 
 def _denoising(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import denoising
-
-    return denoising.write_denoising_figure(w.config, w.path, path=path)
+    return denoising.write_denoising_figure(experiment.Experiment(w.config, w.path), path=path)
 
 
-def _ladder_missing(w: Workdir, what: str, rows: Callable[[str], bool]) -> str | None:
+def _ladder_missing(w: Workdir, what: str, wanted: Callable[[dict], bool]) -> str | None:
     if w.kind != "ladder":
-        return "needs a ladder root (the --workdir of python -m ldae_jax.ladder, with ROW/seedN folders)"
-    if not any(v for r, v in w.ladder.results.items() if rows(r)):
+        return "needs a ladder root (the --workdir of python -m ldae_jax.ladder, with its ladder_SCALE.json)"
+    if not any(r["results"] for r in w.ladder.rows if wanted(r)):
         return f"no {what} row of {w.path} has a probe result yet"
     return None
 
 
-def _is_latent_dim_row(row: str) -> bool:
-    return row.startswith(("t2.", "f5."))
-
-
-def _is_trajectory_row(row: str) -> bool:
-    from ldae_jax.evaluate import ladder_report
-
-    return row in ladder_report.TRAJECTORY
-
-
 def _latent_dim(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import latent_dim
-
-    lad = w.ladder
-    our_d = {r: c.pca.d for r, c in lad.configs.items()}
-    our_px = {r: c.data.image_size for r, c in lad.configs.items() if r.startswith("f5.")}
-    latent_dim.plot_latent_dim(lad.results, our_d, path, lad.scale, our_px)
+    latent_dim.plot_latent_dim(w.ladder.rows, path, w.ladder.scale)
     return path
 
 
 def _ladder(w: Workdir, path: str) -> str:
-    from ldae_jax.evaluate import ladder_report
-    from ldae_jax.viz import ladder_chart
-
-    lad = w.ladder
-    ladder_chart.bar_chart(lad.results, path, lad.scale, ladder_report.TRAJECTORY, ladder_report.TRAJECTORY_PAPER)
+    ladder_chart.bar_chart(w.ladder.rows, path, w.ladder.scale)
     return path
 
 
 def _curves(w: Workdir, path: str) -> str:
-    from ldae_jax.viz import curves
-
     return curves.write_curves_figure(w.path, path)
 
 
@@ -130,10 +97,10 @@ FIGURES = {f.name: f for f in (
     Figure("filters", "Figure 4", "a run with a patch PCA / AE / VAE tokenizer file", _filters_missing, _filters),
     Figure("noise", "Figure 7", "a run's tokenizer (and its dataset's test split)", _noise_missing, _noise),
     Figure("denoising", "Figure 8", "a run's checkpoint", lambda w: _run_missing(w, "checkpoints"), _denoising),
-    Figure("latent_dim", "Table 2 plot, Figure 5", "a ladder root with t2.* / f5.* results",
-           lambda w: _ladder_missing(w, "t2.* / f5.*", _is_latent_dim_row), _latent_dim),
+    Figure("latent_dim", "Table 2 plot, Figure 5", "a ladder root with results of the accuracy-vs-d sweep",
+           lambda w: _ladder_missing(w, "accuracy-vs-d sweep", lambda r: r["sweep"]), _latent_dim),
     Figure("ladder", "Figure 6", "a ladder root with trajectory results",
-           lambda w: _ladder_missing(w, "Figure 6 trajectory", _is_trajectory_row), _ladder),
+           lambda w: _ladder_missing(w, "Figure 6 trajectory", lambda r: r["trajectory"] is not None), _ladder),
     Figure("curves", "no paper figure", "a run's metrics.jsonl (probe.json, finetune/ if present)",
            lambda w: _run_missing(w, "metrics.jsonl"), _curves),
 )}

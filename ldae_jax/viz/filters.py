@@ -12,13 +12,12 @@ import math
 import numpy as np
 from etils import epath
 
-from ldae_jax import ladder_runs
 from ldae_jax.errors import UserError
-from ldae_jax.tokenizers import files, patch_ae, pca as pca_lib
+from ldae_jax.tokenizers import files, patch_ae, pca as pca_lib, registry
 from ldae_jax.viz import png
 from ldae_jax.viz.workdir import require_tokenizer_file
 
-FILES = {k: v for k, v in ladder_runs.TOKENIZER_FILES.items() if k != "conv_vae"}  # the kinds with a patch basis
+FILES = {k.name: k.file for k in registry.KINDS.values() if k.file and k.patchwise}  # the kinds with a patch basis
 
 
 def check_has_basis(config) -> None:
@@ -35,9 +34,9 @@ def load_basis(config, workdir: str) -> tuple[np.ndarray, list[str], int, int]:
     require_tokenizer_file(config, workdir)
     path = epath.Path(workdir) / FILES[kind]
     channels = int(files.read_npz(str(path))["channels"])
-    p, d = config.pca.patch_size, config.pca.d
+    p, d = config.tokenizer.patch_size, config.tokenizer.d
     if kind == "pca":
-        tok = pca_lib.load(str(path), patch_size=p, channels=channels, d=d, whiten=config.pca.whiten)
+        tok = pca_lib.load(str(path), patch_size=p, channels=channels, d=d, whiten=config.tokenizer.pca.whiten)
         eig = np.asarray(tok.eigenvalues, np.float64)
         rows = np.asarray(tok.components)[:d]
         captions = [f"{100 * e / eig.sum():.1f}%" for e in eig[:d]]

@@ -1,5 +1,8 @@
 """Figure 6 of the paper for a ladder run: the trajectory's linear-probe accuracies as horizontal bars, the
-paper's (ImageNet) on the left and ours on the right, in the same row order, with the seed range as error bars."""
+paper's (ImageNet) on the left and ours on the right, in the same row order, with the seed range as error bars.
+
+Draws from the ladder report's table (`ladder/report.py: table`): plain dicts with each row's facts and results.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +12,17 @@ import textwrap
 from ldae_jax.viz import png
 
 
-def bar_chart(results: dict, path: str, scale: str, trajectory: list[str], paper_values: dict) -> bool:
-    """Figure 6 style: one horizontal bar per trajectory row, paper and ours side by side; False if nothing to draw."""
-    from configs.ladder import rows as rows_lib
-
+def bar_chart(table: list[dict], path: str, scale: str) -> bool:
+    """One horizontal bar per trajectory row with a result, paper and ours side by side; False if none has one."""
     plt = png.pyplot()
-    rows = [r for r in trajectory if results.get(r)]
+    rows = sorted((r for r in table if r["trajectory"] is not None and r["results"]), key=lambda r: r["trajectory"])
     if not rows:
         return False
-    paper = [paper_values.get(r, rows_lib.ROWS[r].paper) for r in rows]
-    ours = [statistics.fmean(results[r]) for r in rows]
-    errors = [(max(results[r]) - min(results[r])) / 2 for r in rows]
+    paper = [r["paper"] for r in rows]
+    ours = [statistics.fmean(r["results"]) for r in rows]
+    errors = [(max(r["results"]) - min(r["results"])) / 2 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
-    labels = [f"{r}: {textwrap.shorten(rows_lib.ROWS[r].change, 44, placeholder='...')}" for r in rows]
+    labels = [f"{r['row']}: {textwrap.shorten(r['change'], 44, placeholder='...')}" for r in rows]
     for ax, values, title, err in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)", None),
                                    (axes[1], ours, f"ours ({scale} scale)", errors)):
         ys = list(range(len(rows)))[::-1]

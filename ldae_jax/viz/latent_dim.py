@@ -1,6 +1,9 @@
 """Table 2's plot and Figure 5: linear-probe top-1 against the latent dimension per token d (log scale), one
-line per patch tokenizer (t2.pca / t2.ae / t2.vae rows) and the pixel tokenizer (f5.pixel rows, each point
-labelled with its image size); the paper's numbers on the left, ours on the right at our scale's d."""
+line per patch tokenizer and the pixel tokenizer (each point labelled with its image size); the paper's numbers
+on the left at the paper's d, ours on the right at our scale's d.
+
+Draws from the ladder report's table (`ladder/report.py: table`): the rows marked as sweep points.
+"""
 
 from __future__ import annotations
 
@@ -8,54 +11,34 @@ import statistics
 
 from ldae_jax.viz import png
 
-SERIES = {"pca": "patch-wise PCA", "ae": "patch-wise AE", "vae": "patch-wise VAE", "pixel": "pixel (Figure 5)"}
-PREFIXES = ("t2.", "f5.")
-OFFSETS = {"pca": (0, 5), "ae": (-9, -10), "vae": (9, -10), "pixel": (0, 5)}  # keep close labels apart
+SERIES = {"pca": "patch-wise PCA", "patch_ae": "patch-wise AE", "patch_vae": "patch-wise VAE",
+          "pixel": "pixel (Figure 5)"}
+OFFSETS = {"pca": (0, 5), "patch_ae": (-9, -10), "patch_vae": (9, -10), "pixel": (0, 5)}  # keep labels apart
 
 
-def series_of(row: str) -> str:
-    """'t2.pca.d32' -> 'pca', 'f5.pixel.r64' -> 'pixel'."""
-    return row.split(".")[1]
-
-
-def paper_d(row: str) -> int:
-    """The paper's d of a t2 / f5 row: its d, or patch^2 x 3 for the pixel tokenizer at 256 tokens."""
-    from configs.ladder import rows as rows_lib
-
-    last = row.split(".")[2]
-    if row.startswith("f5."):
-        return rows_lib.PIXEL[int(last[1:])][0] ** 2 * 3
-    return int(last[1:])
-
-
-def points(results: dict, our_d: dict) -> tuple[dict, dict]:
-    """(paper, ours): {series: [(d, top-1, spread, row)]} sorted by d; `our_d` {row: d at our scale}."""
-    from configs.ladder import rows as rows_lib
-
+def points(table: list[dict]) -> tuple[dict, dict]:
+    """(paper, ours): {tokenizer kind: [(d, top-1, half spread, image size)]} sorted by d."""
     paper, ours = {}, {}
-    for row in results:
-        if not row.startswith(PREFIXES):
+    for r in table:
+        if not r["sweep"] or r["kind"] not in SERIES:
             continue
-        name = series_of(row)
-        if rows_lib.ROWS[row].paper is not None:
-            paper.setdefault(name, []).append((paper_d(row), rows_lib.ROWS[row].paper, 0.0, row))
-        values = results[row]
-        if values:
-            spread = (max(values) - min(values)) / 2
-            ours.setdefault(name, []).append((our_d[row], statistics.fmean(values), spread, row))
+        if r["paper"] is not None:
+            paper.setdefault(r["kind"], []).append((r["paper_d"], r["paper"], 0.0, r["paper_image_size"]))
+        if r["results"]:
+            spread = (max(r["results"]) - min(r["results"])) / 2
+            ours.setdefault(r["kind"], []).append((r["d"], statistics.fmean(r["results"]), spread, r["image_size"]))
     return ({k: sorted(v) for k, v in paper.items()}, {k: sorted(v) for k, v in ours.items()})
 
 
-def plot_latent_dim(results: dict, our_d: dict, path: str, scale: str, our_px: dict | None = None) -> bool:
-    """Draws `path`; False (nothing written) when no t2 / f5 row has a result. `our_px` {f5 row: image size}."""
+def plot_latent_dim(table: list[dict], path: str, scale: str) -> bool:
+    """Draws `path`; False (nothing written) when no sweep row has a result."""
     plt = png.pyplot()
 
-    paper, ours = points(results, our_d)
+    paper, ours = points(table)
     if not ours:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, data, title, px_of in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)", lambda r: int(r.split(".r")[1])),
-                                   (axes[1], ours, f"ours ({scale} scale)", lambda r: (our_px or {}).get(r))):
+    for ax, data, title in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)"), (axes[1], ours, f"ours ({scale} scale)")):
         for i, name in enumerate(SERIES):
             pts = data.get(name)
             if not pts:
@@ -63,9 +46,8 @@ def plot_latent_dim(results: dict, our_d: dict, path: str, scale: str, our_px: d
             xs, ys, errs = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
             style = dict(color=f"C{i}", marker="o", ms=4, capsize=2, label=SERIES[name])
             ax.errorbar(xs, ys, yerr=errs if any(errs) else None, ls="--" if name == "pixel" else "-", **style)
-            for x, y, _, row in pts:
-                px = px_of(row) if name == "pixel" else None
-                label = f"{y:.1f}" + (f"\n{px}px" if px else "")
+            for x, y, _, px in pts:
+                label = f"{y:.1f}" + (f"\n{px}px" if name == "pixel" else "")
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=OFFSETS[name], ha="center",
                             fontsize=6, color=f"C{i}")
         ax.set_xscale("log", base=2)

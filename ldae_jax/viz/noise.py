@@ -11,18 +11,13 @@ import math
 
 from ldae_jax import diffusion
 from ldae_jax.viz import denoising
-from ldae_jax.viz.workdir import require_tokenizer_file
 
-SIGMAS = (0.25, math.sqrt(1 / 3), 1.0)  # sqrt(1/3): the likely reading of the paper's Figure 7 (PAPER.md 5)
+SIGMAS = (0.25, math.sqrt(1 / 3), 1.0)  # sqrt(1/3): the likely reading (paper notes 2.2)
 
 
-def write_noise_figure(config, workdir: str, path: str, *, num_images: int = 4, sigmas=SIGMAS,
-                       seed: int = 0) -> str:
-    """Draws `path` from the workdir's tokenizer and the first test images of the run's eval split."""
-    from ldae_jax.train import pretrain
-
-    require_tokenizer_file(config, workdir)
-    run = pretrain.setup_run(config, workdir)
+def write_noise_figure(exp, path: str, *, num_images: int = 4, sigmas=SIGMAS, seed: int = 0) -> str:
+    """Draws `path` from the run's tokenizer and the first test images of its eval split."""
+    run, config = exp, exp.config
     images = denoising.first_test_images(run, num_images)
     schedule = diffusion.sigma_linear(config.noise.T, sigma_max=max(2.0, max(sigmas) * 1.01))
     panels = denoising.noise_panels(run.tokenizer, schedule, images, sigmas, seed=seed)

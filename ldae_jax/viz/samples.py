@@ -17,13 +17,11 @@ from ldae_jax.evaluate import generate  # noqa: E402
 from ldae_jax.viz import png  # noqa: E402
 
 
-def write_samples_figure(config, workdir: str, *, rows: int = 4, per_row: int = 8, num_steps: int = 50,
-                         eta: float = 0.0, guidance: float = 1.0) -> str:
+def write_samples_figure(exp, *, rows: int = 4, per_row: int = 8, num_steps: int = 50, eta: float = 0.0,
+                         guidance: float = 1.0) -> str:
     """Draws `workdir/samples.png` from the run's latest checkpoint."""
-    from ldae_jax.train import pretrain
-
-    run = pretrain.setup_run(config, workdir)
-    step, params = pretrain.restore_params(config, workdir, run)
+    run, config, workdir = exp, exp.config, exp.workdir
+    step, params = exp.restore_params()
     params = multihost_utils.process_allgather(params, tiled=True)  # every host joins; host 0 draws
     path = epath.Path(workdir) / "samples.png"
     if jax.process_index() != 0:

@@ -10,16 +10,16 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ldae_jax import export
+from ldae_jax.models import timm_format
 from ldae_jax.models import classifier
 from ldae_jax.tokenizers.patches import patchify
 
 
 def main(ref_dir: str) -> None:
-    ours = export.load_safetensors(os.path.join(ref_dir, "vit.safetensors"))[1]
+    ours = timm_format.load_safetensors(os.path.join(ref_dir, "vit.safetensors"))[1]
     ref = np.load(os.path.join(ref_dir, "timm_outputs.npz"))
     assert int(ref["num_heads"]) == ours.num_heads
-    params, cfg, p, _, _ = export.load_safetensors(os.path.join(ref_dir, "timm_written.safetensors"), cfg=ours)
+    params, cfg, p, _, _ = timm_format.load_safetensors(os.path.join(ref_dir, "timm_written.safetensors"), cfg=ours)
     model = nnx.merge(nnx.graphdef(classifier.ViTClassifier(cfg, rngs=nnx.Rngs(0))), params)
     with jax.default_matmul_precision("highest"):
         tokens = patchify(ref["images_nchw"].transpose(0, 2, 3, 1), p)

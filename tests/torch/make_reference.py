@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ldae_jax import export
+from ldae_jax.models import timm_format
 from ldae_jax.models import classifier, fold, vit
 from ldae_jax.tokenizers.patches import patchify
 
@@ -42,7 +42,7 @@ def main(out_dir: str) -> None:
     params["fc_norm"] = {"scale": (1 + 0.1 * rng.standard_normal(w)).astype(np.float32),
                          "bias": (0.1 * rng.standard_normal(w)).astype(np.float32)}
     ccfg = fold.classifier_config(model_cfg, num_blocks=2, num_classes=NUM_CLASSES)
-    export.save_safetensors(os.path.join(out_dir, "vit.safetensors"), params, ccfg, PATCH, CHANNELS, IMAGE)
+    timm_format.save_safetensors(os.path.join(out_dir, "vit.safetensors"), params, ccfg, PATCH, CHANNELS, IMAGE)
     images = rng.uniform(-1, 1, (4, IMAGE, IMAGE, CHANNELS)).astype(np.float32)
     model = nnx.merge(nnx.graphdef(classifier.ViTClassifier(ccfg, rngs=nnx.Rngs(0))), params)
     with jax.default_matmul_precision("highest"):  # no reduced-precision matmuls on an accelerator host

@@ -1,4 +1,4 @@
-"""End-to-end fine-tuning of l-DAE's encoder for classification (PAPER.md 4.2; MAE's protocol).
+"""End-to-end fine-tuning of l-DAE's encoder for classification (docs/paper_notes.md 4.2; MAE's protocol).
 
 The encoder of the run's latest pre-training checkpoint (or an exported .safetensors file) is folded at the
 fixed `finetune.t` into a plain ViT (`models.fold`), given a zero-initialised head, and trained with AdamW,
@@ -21,10 +21,12 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ldae_jax import config_lib, objectives
-from ldae_jax.data import augment, pipeline
+from ldae_jax.data import augment, pipeline, splits
+from ldae_jax.evaluate import mixup
 from ldae_jax.errors import UserError
-from ldae_jax.models import classifier, fold
-from ldae_jax.train import checkpoint, metrics, preemption, pretrain, sharding
+from ldae_jax.models import classifier, fold, timm_format
+from ldae_jax.runtime import preemption
+from ldae_jax.train import checkpoint, metrics, sharding
 
 
 def check_config(config) -> None:
@@ -37,6 +39,9 @@ def check_config(config) -> None:
     if not 0 <= f.ema < 1:
         raise UserError(f"finetune.ema must be in [0, 1), got {f.ema}")
     rand_augment(config)
+    if f.init and not epath.Path(f.init).is_file():
+        raise UserError(f"finetune.init={f.init!r} does not exist; give an exported .safetensors file, or '' for "
+                        "the workdir's latest pre-training checkpoint")
 
 
 def rand_augment(config) -> tuple[float, float] | None:
@@ -69,13 +74,11 @@ def optimizer(config, params, depth: int, lr_fn) -> optax.GradientTransformation
                        optax.GradientTransformation(lambda _: optax.EmptyState(), scale))
 
 
-def initial_params(config, workdir: str, run, num_classes: int, ccfg) -> dict:
+def initial_params(exp, num_classes: int, ccfg) -> dict:
     """The folded encoder of the latest pre-training checkpoint, or the parameters of `finetune.init`."""
-    f = config.finetune
+    f = exp.config.finetune
     if f.init:
-        from ldae_jax import export
-
-        params, loaded_cfg, *_ = export.load_safetensors(f.init)
+        params, loaded_cfg, *_ = timm_format.load_safetensors(f.init)
         if (loaded_cfg.width, loaded_cfg.depth, loaded_cfg.in_dim) != (ccfg.width, ccfg.depth, ccfg.in_dim):
             raise UserError(f"finetune.init={f.init!r} holds a width-{loaded_cfg.width}, {loaded_cfg.depth}-block "
                             f"encoder of {loaded_cfg.in_dim}-value patches; the config builds width {ccfg.width}, "
@@ -84,9 +87,9 @@ def initial_params(config, workdir: str, run, num_classes: int, ccfg) -> dict:
             params = {**params, "head": {"kernel": np.zeros((ccfg.width, num_classes), np.float32),
                                          "bias": np.zeros((num_classes,), np.float32)}}
         return params
-    _, pre = pretrain.restore_params(config, workdir, run)
+    _, pre = exp.restore_params()
     pre = multihost_utils.process_allgather(pre, tiled=True)
-    return fold.fold_encoder(pre, run.model_cfg, t=f.t, num_blocks=ccfg.depth, num_classes=num_classes)
+    return fold.fold_encoder(pre, exp.model_cfg, t=f.t, num_blocks=ccfg.depth, num_classes=num_classes)
 
 
 def make_step(graphdef, tx, input_fn, *, num_classes: int, config, shardings):
@@ -97,7 +100,7 @@ def make_step(graphdef, tx, input_fn, *, num_classes: int, config, shardings):
         rng = jax.random.fold_in(base_key, state["step"])
         mix_rng, drop_rng = jax.random.split(rng)
         x0 = images.astype(jnp.float32) / 127.5 - 1.0
-        x0, targets = augment.mixup_cutmix(mix_rng, x0, labels, num_classes, mixup_alpha=f.mixup,
+        x0, targets = mixup.mixup_cutmix(mix_rng, x0, labels, num_classes, mixup_alpha=f.mixup,
                                            cutmix_alpha=f.cutmix, label_smoothing=f.label_smoothing)
         tokens = input_fn(x0)
 
@@ -131,17 +134,17 @@ def evaluate(run, graphdef, input_fn, trees: dict, batch_size: int) -> dict:
     return {name: 100.0 * c / total for name, c in correct.items()}
 
 
-def finetune(config, workdir: str) -> dict:
-    """Fine-tune to finetune's length (resuming), evaluate, write workdir/finetune.json; returns its contents."""
-    check_config(config)
+def finetune(exp) -> dict:
+    """Fine-tune the run `exp` to finetune's length (resuming), evaluate, write workdir/finetune.json; returns
+    its contents."""
+    run, config, workdir = exp, exp.config, exp.workdir
     f = config.finetune
-    run = pretrain.setup_run(config, workdir)
     sharding.check_batch(f.batch_size, run.mesh)
     num_classes = run.builder.info.features["label"].num_classes
     depth = run.model_cfg.encoder_depth
     ccfg = fold.classifier_config(run.model_cfg, num_blocks=depth, num_classes=num_classes, drop_path=f.drop_path)
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: classifier.ViTClassifier(ccfg, rngs=nnx.Rngs(0))))
-    num_train = pipeline.num_examples(run.builder, config.data.train_split)
+    num_train = splits.num_examples(run.builder, config.data.train_split)
     total = config_lib.steps(num_train, f.batch_size, epochs=f.epochs, total_steps=f.total_steps)
     warmup = min(config_lib.steps(num_train, f.batch_size, epochs=f.warmup_epochs), total - 1)
     lr_fn = optax.warmup_cosine_decay_schedule(0.0, f.base_lr * f.batch_size / 256, warmup, total, 0.0)
@@ -152,12 +155,12 @@ def finetune(config, workdir: str) -> dict:
     root = epath.Path(workdir) / "finetune"
     root.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint.Checkpointer(str(root / "checkpoints"), keep=2)
-    meta = pretrain.run_meta(config, run)  # the pre-training it starts from, and its recipe (changes refused)
+    meta = exp.meta()  # the pre-training it starts from, and its recipe (changes refused)
     meta["fingerprint"].update({f"finetune.{k}": v for k, v in f.items()
                                 if k not in ("log_every", "checkpoint_every", "eval_batch_size")})
     params = None
     if ckpt.latest_step() is None:
-        params = initial_params(config, workdir, run, num_classes, ccfg)
+        params = initial_params(exp, num_classes, ccfg)
     abstract_params = jax.eval_shape(
         lambda: nnx.state(classifier.ViTClassifier(ccfg, rngs=nnx.Rngs(0))).to_pure_dict())
     tx = optimizer(config, abstract_params, depth, lr_fn)
@@ -167,7 +170,7 @@ def finetune(config, workdir: str) -> dict:
                  "opt_state": sharding.tree_shardings(abstract["opt_state"], run.mesh),
                  "ema": sharding.tree_shardings(abstract_params, run.mesh)}
     if params is None:
-        state = pretrain.restore_latest(ckpt, abstract, shardings, meta, str(root))
+        state = checkpoint.restore_latest(ckpt, abstract, shardings, meta, str(root))
         print(f"Resuming fine-tuning at step {int(state['step'])}", flush=True)
     else:
         params = jax.device_put(params, shardings["params"])

@@ -1,11 +1,20 @@
-"""The runs of a ladder invocation: plan them (one per distinct config), run them here one after another, print
-their commands for a cluster, and gather their probe results. The CLI is `ldae_jax.ladder`."""
+"""The runs of a ladder invocation: plan them (one per distinct config, each checked before any compute), run them
+here one after another, print their commands for a cluster, and gather their results through the stage
+registry. The command line is `python -m ldae_jax.ladder`."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
+
+from etils import epath
+
+from ldae_jax import modes
+from ldae_jax.ladder import rows as rows_lib
+from ldae_jax.tokenizers import registry
+from ldae_jax.train import checkpoint
 
 CONFIG_FILE = "configs/ladder/rows.py"
 
@@ -30,9 +39,6 @@ class PlannedRun:
 
 def _run_row(row: str, config, config_for) -> str:
     """The highest ancestor of `row` whose pre-training is the same as the row's."""
-    from configs.ladder import rows as rows_lib
-    from ldae_jax.train import checkpoint
-
     mine = checkpoint.config_fingerprint(config)
     while rows_lib.ROWS[row].parent and checkpoint.config_fingerprint(config_for(rows_lib.ROWS[row].parent)) == mine:
         row = rows_lib.ROWS[row].parent
@@ -40,16 +46,11 @@ def _run_row(row: str, config, config_for) -> str:
 
 
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
-         check: bool = True) -> list[PlannedRun]:
-    """Every (row, seed), each config built and checked, so a mistake stops the ladder before any compute.
-    With `inception` (the Inception-v3 weights) every run is also measured by FID. `check=False` skips the checks,
-    for reading results that exist (e.g. rows that needed the VGG16 weights when they ran)."""
-    from configs import common
-    from configs.ladder import rows as rows_lib
-    from ldae_jax import config_lib, objectives
-    from ldae_jax.evaluate import fid_eval
-    from ldae_jax.tokenizers import tokenizer as tok_lib
-
+         check: bool = True, local_data: bool = True) -> list[PlannedRun]:
+    """Every (row, seed), each config built and put through the one check before compute (for pre-training
+    and the probe, and FID when `inception` names the Inception-v3 weights), so a mistake stops the ladder
+    before any compute. `local_data=False`: the runs will read their data elsewhere (`--launch=print`).
+    `check=False` skips the checks, for reading results that exist."""
     out = []
     for seed in seeds:
         def config_for(name):
@@ -58,11 +59,9 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
         for row in rows:
             config = config_for(row)
             if check:
-                config_lib.check_fields(config, common.ldae_base())
-                tok_lib.check_config(config)
-                objectives.objective_from(config, num_classes=10)
+                modes.check(config, "pretrain_probe", local_data=local_data)
                 if inception:
-                    fid_eval.check_config(config)
+                    modes.STAGES["fid"].check(config)
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"
@@ -80,8 +79,6 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
     A row that changes only the probe first makes sure its run's pre-training is done (under the run's own
     config, so the workdir's config.json stays the run's), then probes into its own file.
     """
-    from ldae_jax import stages
-
     todo, seen = [], set()
     for p in planned:
         if (p.run_key, p.probe_file) not in seen:
@@ -91,39 +88,31 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
     for i, p in enumerate(todo):
         workdir = run_dir(root, p.run_key)
         label = f"{p.run_key}" + (f" ({p.probe_file})" if p.probe_file != "probe.json" else "")
-        wants_fid = bool(p.run_config.fid.inception_weights) and _read_fid(workdir) is None
-        if _read_probe(workdir, p.probe_file) is not None and not wants_fid:
+        wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
+        if read_probe(workdir, p.probe_file) is not None and not wants_fid:
             print(f"[{i + 1}/{len(todo)}] {label}: done earlier", flush=True)
             continue
         eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
         print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
         _reuse_tokenizer(p.run_config, root, workdir)
-        out = stages.run(p.run_config, workdir, "pretrain")
+        out = modes.run(p.run_config, workdir, "pretrain")
         _share_tokenizer(p.run_config, root, workdir)
-        if out.get("pretrain", {}).get("preempted"):
+        if out.get("preempted"):
             print("Preempted: rerun the same command to resume the ladder.", flush=True)
             return
-        if _read_probe(workdir, p.probe_file) is None:
-            stages.run(p.config, workdir, "probe", probe_file=p.probe_file)
+        if read_probe(workdir, p.probe_file) is None:
+            modes.run(p.config, workdir, "probe", options=modes.Options(probe_file=p.probe_file))
         if wants_fid:
-            stages.run(p.run_config, workdir, "fid")
+            modes.run(p.run_config, workdir, "fid")
         ran += 1
 
 
-TOKENIZER_FILES = {"pca": "pca.npz", "patch_ae": "patch_ae.npz", "patch_vae": "patch_vae.npz",
-                   "conv_vae": "conv_vae.npz"}
-
-
 def _tokenizer_cache(config, root: str):
-    """ROOT/tokenizers/<hash of everything the tokenizer depends on>/<file>, or None for the pixel identity."""
-    import hashlib
-
-    from etils import epath
-
-    name = TOKENIZER_FILES.get(config.tokenizer.kind)
+    """ROOT/tokenizers/<hash of everything the tokenizer depends on>/<file>, or None for a kind with no file."""
+    name = registry.get(config.tokenizer.kind).file
     if name is None:
         return None
-    key = {"seed": config.seed, **{s: config[s].to_dict() for s in ("data", "pca", "tokenizer")}}
+    key = {"seed": config.seed, **{s: config[s].to_dict() for s in ("data", "tokenizer")}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return epath.Path(root) / "tokenizers" / digest / name
 
@@ -131,8 +120,6 @@ def _tokenizer_cache(config, root: str):
 def _reuse_tokenizer(config, root: str, workdir: str) -> None:
     """Rows with the same data, geometry, tokenizer recipe and seed share one trained tokenizer (a conv VAE is
     hours at paper scale): copy it in before the run; loading still checks it against the config and its hash."""
-    from etils import epath
-
     cached = _tokenizer_cache(config, root)
     target = None if cached is None else epath.Path(workdir) / cached.name
     if cached is not None and cached.exists() and not target.exists():
@@ -142,8 +129,6 @@ def _reuse_tokenizer(config, root: str, workdir: str) -> None:
 
 
 def _share_tokenizer(config, root: str, workdir: str) -> None:
-    from etils import epath
-
     cached = _tokenizer_cache(config, root)
     made = None if cached is None else epath.Path(workdir) / cached.name
     if made is not None and made.exists() and not cached.exists():
@@ -171,27 +156,22 @@ def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str 
                   f"--workdir={workdir} --mode=probe --probe_file={p.probe_file}")
 
 
-def _read_probe(workdir: str, probe_file: str):
-    from etils import epath
-
-    path = epath.Path(workdir) / probe_file
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["results"]["l-DAE"]["test_top1"]
+def read_probe(workdir: str, probe_file: str) -> float | None:
+    """The l-DAE top-1 of a run's probe result (through the probe stage's declaration), None if not there."""
+    out = modes.result("probe", workdir, modes.Options(probe_file=probe_file))
+    return None if out is None else out["results"]["l-DAE"]["test_top1"]
 
 
-def _read_fid(workdir: str):
-    from etils import epath
-
-    path = epath.Path(workdir) / "fid.json"
-    return json.loads(path.read_text())["fid"] if path.exists() else None
+def read_fid(workdir: str) -> float | None:
+    out = modes.result("fid", workdir)
+    return None if out is None else out["fid"]
 
 
 def gather_fid(planned: list[PlannedRun], root: str) -> dict:
     """{row: [FID of each seed that has one]} (a row's FID is its run's: generation does not depend on the probe)."""
     results = {}
     for p in planned:
-        value = _read_fid(run_dir(root, p.run_key))
+        value = read_fid(run_dir(root, p.run_key))
         results.setdefault(p.row, []).extend([] if value is None else [value])
     return results
 
@@ -200,7 +180,7 @@ def gather(planned: list[PlannedRun], root: str) -> dict:
     """{row: [top-1 of each seed that finished]}."""
     results = {}
     for p in planned:
-        top1 = _read_probe(run_dir(root, p.run_key), p.probe_file)
+        top1 = read_probe(run_dir(root, p.run_key), p.probe_file)
         results.setdefault(p.row, [])
         if top1 is not None:
             results[p.row].append(top1)

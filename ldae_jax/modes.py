@@ -1,0 +1,138 @@
+"""The stages of a run and the named modes (tuples of stages): one registry behind the command line, notebooks and
+the ladder.
+
+A stage declares the check it adds to the one before compute (`preflight.check`), the function it runs on the
+run's Experiment, and the file it writes; `result` reads a stage's result back from a workdir through that
+declaration. Adding a stage is one entry here plus the module that does its work (and its test).
+
+    from ldae_jax import modes
+    out = modes.run(config, "workdirs/q", "all")   # what `python -m ldae_jax.main --mode=all` runs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Callable
+
+import jax
+from etils import epath
+
+from ldae_jax import config_lib, experiment, export, preflight
+from ldae_jax.errors import Preempted, UserError
+from ldae_jax.evaluate import fid_eval, finetune, probe
+from ldae_jax.tokenizers import registry
+from ldae_jax.train import pretrain
+from ldae_jax.viz import denoising, samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Per-command settings that are not part of the config."""
+
+    probe_file: str = "probe.json"  # the probe writes its result under this name (the ladder's probe-only rows)
+    allow_config_change: bool = False  # resume a checkpoint written under another config (warns)
+
+
+def _no_check(config) -> None:
+    del config
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable  # (Experiment, Options) -> its result (a dict, or the path of the figure it drew)
+    writes: Callable  # (config, Options) -> the file (or folder) in the workdir that holds its result
+    check: Callable = _no_check  # (config) -> None: what only this stage needs, before any data is read
+    needs_checkpoint: bool = False  # reads the pre-training checkpoint (refused early on a workdir without one)
+
+    def output(self, config, options: Options = Options()) -> str:
+        return self.writes(config, options)
+
+
+def _tokenizer(exp, options: Options) -> dict:
+    del options
+    tok = exp.tokenizer
+    if jax.process_index() == 0:  # the figures of the basis read the run's config
+        config_lib.save_config(exp.config, exp.workdir)
+    return {"kind": exp.config.tokenizer.kind, "hash": tok.content_hash()}
+
+
+def _pretrain(exp, options: Options) -> dict:
+    out = pretrain.train(exp, allow_config_change=options.allow_config_change)
+    return {k: v for k, v in out.items() if k != "params"}
+
+
+STAGES = {s.name: s for s in (
+    Stage("tokenizer", _tokenizer, lambda c, o: registry.get(c.tokenizer.kind).file or "(nothing: no file)"),
+    Stage("pretrain", _pretrain, lambda c, o: "checkpoints/, metrics.jsonl, config.json"),
+    Stage("probe", lambda exp, o: probe.run_probe(exp, o.probe_file), lambda c, o: o.probe_file, probe.check,
+          needs_checkpoint=True),
+    Stage("figure", lambda exp, o: denoising.write_denoising_figure(exp), lambda c, o: "denoising.png",
+          needs_checkpoint=True),
+    Stage("samples", lambda exp, o: samples.write_samples_figure(exp), lambda c, o: "samples.png",
+          needs_checkpoint=True),
+    Stage("fid", lambda exp, o: fid_eval.run_fid(exp), lambda c, o: "fid.json", fid_eval.check_config,
+          needs_checkpoint=True),
+    Stage("finetune", lambda exp, o: finetune.finetune(exp), lambda c, o: "finetune.json", finetune.check_config,
+          needs_checkpoint=True),
+    Stage("export", lambda exp, o: export.export_run(exp),
+          lambda c, o: f"export/encoder_t{c.finetune.t}.safetensors", export.check, needs_checkpoint=True),
+)}
+
+MODES = {
+    "all": ("tokenizer", "pretrain", "probe", "figure"),
+    "tokenizer": ("tokenizer",),
+    "pca": ("tokenizer",),  # the earlier name of 'tokenizer'
+    "pretrain": ("tokenizer", "pretrain"),
+    "pretrain_probe": ("tokenizer", "pretrain", "probe"),
+    **{name: (name,) for name in ("probe", "figure", "samples", "fid", "finetune", "export")},
+}
+
+
+def stages_of(mode: str) -> list[Stage]:
+    if mode not in MODES:
+        raise UserError(f"mode={mode!r} is unknown; choose one of {', '.join(MODES)}")
+    return [STAGES[name] for name in MODES[mode]]
+
+
+def check(config, mode: str, *, devices: int | None = None, processes: int = 1, workdir: str | None = None,
+          local_data: bool = True) -> preflight.Plan:
+    """The one check before compute, for the stages of `mode` (see preflight.check)."""
+    return preflight.check(config, stages_of(mode), devices=devices, processes=processes, workdir=workdir,
+                           local_data=local_data)
+
+
+def result(stage: str, workdir: str, options: Options = Options(), config=None):
+    """A JSON stage's result as its file in `workdir` holds it, else None (`config`: for a stage whose file name
+    depends on it)."""
+    path = epath.Path(workdir) / STAGES[stage].output(config, options)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run(config, workdir: str, mode: str = "all", *, options: Options = Options()) -> dict:
+    """Checks the config for the stages of `mode`, builds the run's Experiment once, runs the stages in order
+    (each resuming from what the workdir holds) and returns {stage name: its result, 'seconds': ...}; stops
+    cleanly after a stage that was preempted (its state saved; rerunning the command resumes)."""
+    stages = stages_of(mode)
+    check(config, mode, workdir=workdir)
+    out, start = {}, time.perf_counter()
+    exp = experiment.Experiment(config, workdir)
+    try:
+        for stage in stages:
+            out[stage.name] = stage.run(exp, options)
+            if isinstance(out[stage.name], dict) and out[stage.name].get("preempted"):
+                out["preempted"] = True
+                return out
+    except Preempted as stopped:  # tokenizer training or the paper-protocol probe, which saved their state
+        print(f"Preempted: {stopped}", flush=True)
+        out["preempted"] = True
+        return out
+    out["seconds"] = time.perf_counter() - start
+    if jax.process_index() == 0:
+        for name in ("figure", "samples"):
+            if name in out:
+                print(f"Figure: {out[name]}")
+        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
+    return out
