@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_step.py [--config configs/quickstart.py] [--set model.width=64 ...] [--out F]
 
-The JAX side is this codebase's own jitted step (`state.make_train_step`, as `pretrain.train_and_evaluate`
+The JAX side is this codebase's own jitted step (`state.make_train_step`, as `pretrain.train`
 builds it) fed one fixed random uint8 batch, so no input pipeline is timed; a random orthonormal PCA of the
 config's shape stands in for the fitted one (same FLOPs). The PyTorch side (bench/torch_train_step.py, run
 as a subprocess in .venv-torch) builds the same shapes and loss from timm blocks. Both: `--warmup` untimed

@@ -150,13 +150,13 @@ INSTALL_HINTS = {
 DEVICES_PER_CHIP = {"v2": 2, "v3": 2}
 
 
-def check_config(args, extra: list[str], *, devices: int | None, hosts: int = 1, remote_data: bool = False) -> None:
+def check_config(args, extra: list[str], *, devices: int | None, hosts: int = 1, remote: bool = False) -> None:
     """The run's one check before compute, here, for a job of `devices` devices on `hosts` hosts (None: this
     machine's devices); a failure is the check's own error line."""
     if args.skip_check:
         return
     flags = ["--dry_run", *([f"--devices={devices}", f"--hosts={hosts}"] if devices else []),
-             *(["--remote_data"] if remote_data else [])]
+             *(["--remote"] if remote else [])]
     argv = main_argv(args.python, "ldae_jax.main", args, extra, *flags)
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO))
@@ -168,7 +168,7 @@ def check_config(args, extra: list[str], *, devices: int | None, hosts: int = 1,
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     if proc.returncode == 2 and errors:
         raise LaunchError(errors[-1][len("error: "):])
-    if "No module named" in proc.stderr:
+    if "No module named 'ldae_jax'" in proc.stderr:
         raise LaunchError(f"{args.python} cannot import ldae_jax to check the config: give --python, run "
                           "`bash launch/setup.sh`, or pass --skip-check")
     raise LaunchError(f"the config check failed (exit code {proc.returncode}): {shlex.join(argv)}")
@@ -227,14 +227,14 @@ def tpu_steps(args, extra: list[str]) -> list[Step]:
             unpack = f"mkdir -p {where} && tar -xzf ldae_jax_src.tar.gz -C {where}"
             steps.append(ssh(apt, unpack, install))
     elif args.action == "run":
-        if not args.dry_run:
+        if not args.dry_run and not args.skip_check:
             if not args.accelerator_type:
                 raise LaunchError("tpu run: give --accelerator-type, so the config is checked for the slice's "
                                   "devices before the job starts (or --skip-check)")
             tpu = args.accelerator_type
             per_chip = DEVICES_PER_CHIP.get(tpu.accelerator_type.split("-")[0], 1)
             check_config(args, extra, devices=tpu.hosts * tpu.chips_per_host * per_chip, hosts=tpu.hosts,
-                         remote_data=True)
+                         remote=True)
         if not args.workdir.startswith("gs://"):
             steps.append(Step(comment=f"warning: --workdir={args.workdir} is not gs://: each host has its own disk, "
                                       "and orbax needs one path every host shares (gs://, or a mount on every host)"))
@@ -489,10 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
         "stop": "SIGTERM the run on every host (it checkpoints first)", "delete": "delete the slice",
     }
     for action, help_ in described.items():
-        p = parser(actions, action, help_, vm, *([program] if action == "run" else []))
+        p = parser(actions, action, help_, vm, *([program, python] if action == "run" else []))
         p.add_argument("--accelerator-type", type=accelerator_type, required=action == "create",
-                       help="e.g. v4-8, v4-64, v5litepod-16, v5p-128" + ("" if action == "create" else
-                                                                        " (only to print its host count)"))
+                       help="e.g. v4-8, v4-64, v5litepod-16, v5p-128" + (
+                           "" if action == "create" else " (run: the slice's devices, for the config's check)"
+                           if action == "run" else " (only to print its host count)"))
         if action == "create":
             p.add_argument("--version", help="TPU runtime (default: tpu-ubuntu2204-base for v2-v4, "
                                              "v2-alpha-tpuv5-lite, v2-alpha-tpuv5, v2-alpha-tpuv6e)")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import socket
+import traceback
 
 import ml_collections
 from etils import epath
@@ -83,8 +84,31 @@ def _config_path(path: str) -> str:
     raise ConfigError(f"config file {path!r} not found (from {os.getcwd()}); give a path to a configs/*.py file")
 
 
+def _file_error(path: str, arg: str, e: Exception) -> ConfigError:
+    """One line for an exception raised by a config file: where in the file, and what (old names named)."""
+    where = path + (f":{arg}" if arg else "")
+    message = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
+    if isinstance(e, UserError):  # the variant string, refused by parse_arg: no line of the file is wrong
+        return ConfigError(f"{where}: {message}")
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+             if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where += f" (line {lines[-1]})" if lines else ""
+    if isinstance(e, ImportError) and "common" in message and "configs" in message:
+        return ConfigError(f"{where}: configs/common.py is gone; start from ldae_jax.schema.defaults() and read "
+                           "the variant with ldae_jax.config_lib.parse_arg")
+    section = message.strip("'\"")
+    renamed = [old for old in schema.RENAMED if old.startswith(section + ".")]
+    if isinstance(e, (AttributeError, KeyError)) and renamed:
+        pairs = ", ".join(f"{old} -> {schema.RENAMED[old][0]}" for old in renamed[:3])
+        return ConfigError(f"{where}: config.{section} is gone, its fields were renamed ({pairs}, ...; all in "
+                           "ldae_jax/schema.py RENAMED)")
+    return ConfigError(f"{where}: {message}" if isinstance(e, ValueError) else f"{where}: {type(e).__name__}: {message}")
+
+
 def load_file(spec: str) -> ml_collections.ConfigDict:
-    """'configs/file.py[:variant]' -> the ConfigDict its get_config(variant) returns."""
+    """'configs/file.py[:variant]' -> the ConfigDict its get_config(variant) returns. A mistake in the file (a
+    syntax error, a bad variant, a field of the wrong type, a name it does not define) is one ConfigError
+    naming the file and line."""
     path, _, arg = spec.partition(".py:")
     path = path + ".py" if _ else path
     if not path.endswith(".py"):
@@ -97,14 +121,14 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
         module_spec.loader.exec_module(module)
     except SyntaxError as e:
         raise ConfigError(f"config file {path} has a syntax error at line {e.lineno}: {e.msg}") from None
-    except ImportError as e:
-        raise ConfigError(f"config file {path} cannot be loaded: {e}") from None
+    except Exception as e:  # noqa: BLE001 - the user's file: its mistake is theirs to fix, named by line
+        raise _file_error(path, "", e) from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path} has no get_config(arg) function")
     try:
         config = module.get_config(arg) if arg or _ else module.get_config()
-    except (ValueError, TypeError, KeyError, AttributeError) as e:  # a bad variant, or a field set to a bad type
-        raise ConfigError(f"{path}{':' + arg if arg else ''}: {str(e).strip().splitlines()[-1]}") from None
+    except Exception as e:  # noqa: BLE001 - as above
+        raise _file_error(path, arg, e) from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"config file {path}: get_config returned {type(config).__name__}, not a ConfigDict")
     return config

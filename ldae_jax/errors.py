@@ -9,5 +9,10 @@ class DataError(UserError):
     """Bad data input (missing or corrupt files, bad arguments, unprepared datasets); the message says the fix."""
 
 
+class DivergenceError(RuntimeError):
+    """Training met a non-finite loss; the message says the step, what was kept and which field to change. The
+    command line prints it as one error line with exit code 3."""
+
+
 class Preempted(Exception):
     """A stage stopped on a preemption notice after saving its state; rerunning the same command resumes it."""

@@ -20,9 +20,21 @@ from ldae_jax.tokenizers import registry
 from ldae_jax.train import checkpoint, sharding, state as state_lib
 
 
+def model_config(config, channels: int, num_classes: int) -> ModelConfig:
+    """The network of a run, from its config and its dataset's image channels and classes."""
+    t = config.tokenizer
+    obj = objectives.objective_from(config, num_classes)
+    in_dim, out_dim = obj.dims(t.patch_size**2 * channels, t.d)
+    try:
+        return model_config_from(config.model, num_tokens=(config.data.image_size // t.patch_size) ** 2,
+                                 in_dim=in_dim, out_dim=out_dim, num_classes=obj.num_classes)
+    except ValueError as e:  # a size, width or dtype the model does not have
+        raise UserError(str(e)) from None
+
+
 class Experiment:
     """config, workdir, mesh, builder (the dataset), num_classes, channels, objective, schedule, model_cfg; and
-    lazily tokenizer, restore_params(), optimizer()."""
+    on first use tokenizer, restore_params()."""
 
     def __init__(self, config, workdir: str):
         self.config, self.workdir = config, workdir
@@ -32,14 +44,9 @@ class Experiment:
         self.builder = datasets.open_dataset(config.data)
         self.num_classes = int(self.builder.info.features["label"].num_classes)
         self.channels = int(self.builder.info.features["image"].shape[-1])
-        self.kind = registry.get(config.tokenizer.kind)
         self.objective = objectives.objective_from(config, self.num_classes)
         self.schedule = diffusion.schedule_from_config(config.noise)
-        t = config.tokenizer
-        in_dim, out_dim = self.objective.dims(t.patch_size**2 * self.channels, t.d)
-        self.model_cfg: ModelConfig = model_config_from(
-            config.model, num_tokens=(config.data.image_size // t.patch_size) ** 2, in_dim=in_dim, out_dim=out_dim,
-            num_classes=self.objective.num_classes)
+        self.model_cfg = model_config(config, self.channels, self.num_classes)
         self._params = None
 
     @functools.cached_property

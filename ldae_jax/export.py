@@ -11,7 +11,8 @@ from ldae_jax.errors import UserError
 from ldae_jax.models import fold, timm_format
 
 
-def check(config) -> None:
+def check(config, local: bool = True) -> None:
+    del local  # no file named by the config
     if config.objective.input != "image":
         raise UserError("export needs an encoder that reads image patches (objective.input='image'); this run's "
                         f"encoder reads {config.objective.input!r} tokens, which timm's patch embedding cannot "

@@ -17,9 +17,8 @@ import sys
 import jax
 
 from ldae_jax import cli, config_lib, modes
-from ldae_jax.errors import UserError
+from ldae_jax.errors import DivergenceError, UserError
 from ldae_jax.runtime import distributed, host_malloc
-from ldae_jax.train import pretrain
 
 run = modes.run  # main.run, the notebook entry point
 
@@ -36,10 +35,10 @@ def parser() -> cli.ArgumentParser:
     p.add_argument("--dry_run", action="store_true",
                    help="check the command and config for the mode's stages and print the plan; reads no data")
     p.add_argument("--devices", type=int, help="with --dry_run: the devices the job will have (default: this one's)")
-    p.add_argument("--hosts", type=int, default=1, help="with --dry_run and --devices: the processes it will have")
-    p.add_argument("--remote_data", action="store_true",
-                   help="with --dry_run: the data is where the job runs (a pod's bucket), not here: check the "
-                        "splits against the dataset's known sizes instead of its metadata")
+    p.add_argument("--hosts", type=int, help="with --dry_run and --devices: the processes (hosts) it will have")
+    p.add_argument("--remote", action="store_true",
+                   help="with --dry_run: the job runs elsewhere (a pod, a cluster): its dataset is checked by the "
+                        "dataset's known sizes, and the files the config names and the workdir are not looked at")
     p.add_argument("--allow_config_change", action="store_true",
                    help="resume a checkpoint written under a different config (warns)")
     p.add_argument("--multihost", action="store_true", help="join a multi-host job detected by JAX (TPU, SLURM)")
@@ -54,10 +53,12 @@ def parse(argv: list[str]):
     """(args, config): the flags, and the config with every --config.X=V applied (checked field by field)."""
     overrides = [a[len("--config."):] for a in argv if a.startswith("--config.")]
     args = parser().parse_args([a for a in argv if not a.startswith("--config.")])
-    if not args.dry_run and (args.devices is not None or args.hosts != 1 or args.remote_data):
-        raise UserError("--devices, --hosts and --remote_data describe the job for --dry_run; a run uses the "
+    if not args.dry_run and (args.devices is not None or args.hosts is not None or args.remote):
+        raise UserError("--devices, --hosts and --remote describe another job for --dry_run; a run uses the "
                         "devices it has")
-    if args.devices is not None and args.devices < 1 or args.hosts < 1:
+    if args.hosts is not None and args.devices is None:
+        raise UserError("--hosts goes with --devices (the job's devices, over its hosts)")
+    if args.devices is not None and args.devices < 1 or args.hosts is not None and args.hosts < 1:
         raise UserError("--devices and --hosts must be positive")
     config = config_lib.load_file(args.config) if args.config else config_lib.load_config(args.workdir)
     return args, config_lib.apply_overrides(config, overrides)
@@ -67,20 +68,21 @@ def main(argv: list[str]) -> None:
     args, config = parse(argv)
     cli.set_verbosity(args.verbosity)
     if args.dry_run:
-        plan = modes.check(config, args.mode, devices=args.devices, processes=args.hosts,
-                           workdir=None if args.remote_data else args.workdir,
-                           local_data=not args.remote_data)
+        options = modes.Options(probe_file=args.probe_file)
+        plan = modes.check(config, args.mode, devices=args.devices, processes=args.hosts or 1,
+                           workdir=args.workdir, local=not args.remote, options=options)
         print(plan.describe(args.workdir))
         print(f"dry run: the command and config are valid for --mode={args.mode}; nothing was read or written")
         return
     distributed.initialize(multihost=args.multihost, coordinator_address=args.coordinator_address,
                            num_processes=args.num_processes, process_id=args.process_id)
-    modes.check(config, args.mode, workdir=args.workdir)  # run() checks again; a mistake's line comes first
+    options = modes.Options(probe_file=args.probe_file, allow_config_change=args.allow_config_change)
+    modes.check(config, args.mode, workdir=args.workdir, options=options)  # before anything else is printed
     if (note := host_malloc.hint(jax.default_backend())) and jax.process_index() == 0:
         print(note, file=sys.stderr)
     try:
-        run(config, args.workdir, args.mode, options=modes.Options(args.probe_file, args.allow_config_change))
-    except pretrain.DivergenceError as e:
+        run(config, args.workdir, args.mode, options=options, checked=True)
+    except DivergenceError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
 

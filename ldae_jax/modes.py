@@ -35,20 +35,18 @@ class Options:
     allow_config_change: bool = False  # resume a checkpoint written under another config (warns)
 
 
-def _no_check(config) -> None:
-    del config
+def _no_check(config, local: bool = True) -> None:
+    del config, local
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
     name: str
     run: Callable  # (Experiment, Options) -> its result (a dict, or the path of the figure it drew)
-    writes: Callable  # (config, Options) -> the file (or folder) in the workdir that holds its result
-    check: Callable = _no_check  # (config) -> None: what only this stage needs, before any data is read
-    needs_checkpoint: bool = False  # reads the pre-training checkpoint (refused early on a workdir without one)
-
-    def output(self, config, options: Options = Options()) -> str:
-        return self.writes(config, options)
+    output: Callable  # (config, Options) -> the file (or folder) in the workdir that holds its result
+    check: Callable = _no_check  # (config, local) -> None: what only this stage needs, before any data is read
+    needs_checkpoint: Callable = lambda config: False  # reads the pre-training checkpoint (refused early without)
+    batch_field: str | None = None  # a batch size of its own, checked against the devices like train.batch_size
 
 
 def _tokenizer(exp, options: Options) -> dict:
@@ -64,21 +62,23 @@ def _pretrain(exp, options: Options) -> dict:
     return {k: v for k, v in out.items() if k != "params"}
 
 
+_CHECKPOINT = lambda config: True  # noqa: E731
+
 STAGES = {s.name: s for s in (
     Stage("tokenizer", _tokenizer, lambda c, o: registry.get(c.tokenizer.kind).file or "(nothing: no file)"),
     Stage("pretrain", _pretrain, lambda c, o: "checkpoints/, metrics.jsonl, config.json"),
     Stage("probe", lambda exp, o: probe.run_probe(exp, o.probe_file), lambda c, o: o.probe_file, probe.check,
-          needs_checkpoint=True),
+          needs_checkpoint=_CHECKPOINT),
     Stage("figure", lambda exp, o: denoising.write_denoising_figure(exp), lambda c, o: "denoising.png",
-          needs_checkpoint=True),
+          needs_checkpoint=_CHECKPOINT),
     Stage("samples", lambda exp, o: samples.write_samples_figure(exp), lambda c, o: "samples.png",
-          needs_checkpoint=True),
+          needs_checkpoint=_CHECKPOINT),
     Stage("fid", lambda exp, o: fid_eval.run_fid(exp), lambda c, o: "fid.json", fid_eval.check_config,
-          needs_checkpoint=True),
+          needs_checkpoint=_CHECKPOINT),
     Stage("finetune", lambda exp, o: finetune.finetune(exp), lambda c, o: "finetune.json", finetune.check_config,
-          needs_checkpoint=True),
+          needs_checkpoint=lambda c: not c.finetune.init, batch_field="finetune.batch_size"),
     Stage("export", lambda exp, o: export.export_run(exp),
-          lambda c, o: f"export/encoder_t{c.finetune.t}.safetensors", export.check, needs_checkpoint=True),
+          lambda c, o: f"export/encoder_t{c.finetune.t}.safetensors", export.check, needs_checkpoint=_CHECKPOINT),
 )}
 
 MODES = {
@@ -98,25 +98,26 @@ def stages_of(mode: str) -> list[Stage]:
 
 
 def check(config, mode: str, *, devices: int | None = None, processes: int = 1, workdir: str | None = None,
-          local_data: bool = True) -> preflight.Plan:
+          local: bool = True, options: Options = Options()) -> preflight.Plan:
     """The one check before compute, for the stages of `mode` (see preflight.check)."""
     return preflight.check(config, stages_of(mode), devices=devices, processes=processes, workdir=workdir,
-                           local_data=local_data)
+                           local=local, options=options)
 
 
-def result(stage: str, workdir: str, options: Options = Options(), config=None):
-    """A JSON stage's result as its file in `workdir` holds it, else None (`config`: for a stage whose file name
-    depends on it)."""
-    path = epath.Path(workdir) / STAGES[stage].output(config, options)
+def result(stage: str, workdir: str, options: Options = Options()):
+    """The result of a stage that writes JSON (probe, fid, finetune) as its file in `workdir` holds it, else None."""
+    path = epath.Path(workdir) / STAGES[stage].output(None, options)
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def run(config, workdir: str, mode: str = "all", *, options: Options = Options()) -> dict:
-    """Checks the config for the stages of `mode`, builds the run's Experiment once, runs the stages in order
-    (each resuming from what the workdir holds) and returns {stage name: its result, 'seconds': ...}; stops
-    cleanly after a stage that was preempted (its state saved; rerunning the command resumes)."""
+def run(config, workdir: str, mode: str = "all", *, options: Options = Options(), checked: bool = False) -> dict:
+    """Checks the config for the stages of `mode` (unless the caller just did: `checked`), builds the run's
+    Experiment once, runs the stages in order (each resuming from what the workdir holds) and returns {stage
+    name: its result, 'seconds': ...}; stops cleanly after a stage that was preempted (its state saved;
+    rerunning the command resumes)."""
     stages = stages_of(mode)
-    check(config, mode, workdir=workdir)
+    if not checked:
+        check(config, mode, workdir=workdir, options=options)
     out, start = {}, time.perf_counter()
     exp = experiment.Experiment(config, workdir)
     try:

@@ -20,7 +20,7 @@ import numpy as np
 from etils import epath
 from jax.sharding import AbstractMesh, AxisType
 
-from ldae_jax import config_lib, objectives
+from ldae_jax import config_lib, experiment, objectives
 from ldae_jax.data import datasets
 from ldae_jax.errors import UserError
 from ldae_jax.models import vit
@@ -41,6 +41,7 @@ class Plan:
     mesh: tuple[int, int]  # (data, fsdp)
     total_steps: int
     peak_lr: float
+    options: object = None  # the stages' modes.Options, for the names of the files they write
 
     @functools.cached_property
     def _state(self):
@@ -64,6 +65,7 @@ class Plan:
         num_train = self.dataset.examples[c.data.train_split]
         tokens, dim = m.num_tokens, t.patch_size**2 * self.dataset.channels
         epochs = self.total_steps * c.train.batch_size / max(num_train, 1)
+        used = self.mesh[0] * self.mesh[1]
         lines = [
             f"data      {c.data.name}: {num_train} train ({c.data.train_split}), "
             f"{self.dataset.examples[c.data.eval_split]} eval ({c.data.eval_split}), {self.dataset.channels} "
@@ -75,26 +77,15 @@ class Plan:
             f"model     {c.model.size}: width {m.width}, {m.encoder_depth} + {m.decoder_depth} blocks, "
             f"{m.num_heads} heads, {self.num_params / 1e6:.2f}M parameters, {m.dtype} compute",
             f"training  {self.total_steps} steps ({epochs:.1f} epochs), global batch {c.train.batch_size} = "
-            f"{c.train.batch_size // self.devices} per device on {self.devices} device(s) (mesh data "
-            f"{self.mesh[0]} x fsdp {self.mesh[1]}), peak lr {self.peak_lr:.2e}",
+            f"{c.train.batch_size // used} per device on {used}{'' if used == self.devices else f' of {self.devices}'}"
+            f" device(s) (mesh data {self.mesh[0]} x fsdp {self.mesh[1]}), peak lr {self.peak_lr:.2e}",
             f"memory    {self.bytes_per_device / 2**20:.1f} MiB per device for parameters + AdamW state "
             "(activations not included: python -m ldae_jax.train.memory --activations estimates them)",
-            "stages    " + "; ".join(f"{s.name} -> {s.output(c)}" for s in self.stages),
+            "stages    " + "; ".join(f"{s.name} -> {s.output(c, self.options)}" for s in self.stages),
         ]
         if workdir:
             lines.append(f"workdir   {workdir}")
         return "\n".join(lines)
-
-
-def _model_config(config, dataset) -> vit.ModelConfig:
-    t = config.tokenizer
-    obj = objectives.objective_from(config, dataset.num_classes)
-    in_dim, out_dim = obj.dims(t.patch_size**2 * dataset.channels, t.d)
-    try:
-        return vit.model_config_from(config.model, num_tokens=(config.data.image_size // t.patch_size) ** 2,
-                                     in_dim=in_dim, out_dim=out_dim, num_classes=obj.num_classes)
-    except ValueError as e:
-        raise UserError(str(e)) from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,36 +97,49 @@ def _state_shapes(model_cfg: vit.ModelConfig, clipped: bool):
     return state_lib.abstract_state(model_cfg, tx, jax.random.key(0))
 
 
-def _needs_checkpoint(stages) -> bool:
+def _needs_checkpoint(config, stages) -> bool:
+    """Whether a stage reads the pre-training checkpoint before a pre-training stage of this command writes it."""
     names = [s.name for s in stages]
-    needing = [s for s in stages if s.needs_checkpoint]
-    return bool(needing) and ("pretrain" not in names or names.index("pretrain") > names.index(needing[0].name))
+    needing = [s.name for s in stages if s.needs_checkpoint(config)]
+    return bool(needing) and ("pretrain" not in names or names.index("pretrain") > names.index(needing[0]))
 
 
 def check(config, stages, *, devices: int | None = None, processes: int = 1, workdir: str | None = None,
-          local_data: bool = True) -> Plan:
+          local: bool = True, options=None) -> Plan:
     """Raise a UserError for the first mistake in `config` for running `stages` (Stage entries, modes.py) on
-    `devices` devices (default: this process's view of the job); return the resolved plan. `local_data=False`:
-    the data lives where the job will run (a pod's bucket), so the dataset's known sizes stand in for its
-    metadata."""
+    `devices` devices in `processes` processes (default: this process's view of the job); return the resolved
+    plan. `local=False`: the job runs elsewhere (a pod, a cluster), so the dataset's known sizes stand in for
+    its metadata and the files the config names and the workdir are not looked at here. `options` (the stages'
+    modes.Options) only shapes the plan's file names."""
     config_lib.check_fields(config)
-    dataset = datasets.describe(config.data, local=local_data)
-    kind = registry.check(config, dataset.channels)
+    dataset = datasets.describe(config.data, local=local)
+    kind = registry.check(config, dataset.channels, local=local)
     objectives.check(config, kind)
-    model_cfg = _model_config(config, dataset)
+    model_cfg = experiment.model_config(config, dataset.channels, dataset.num_classes)
     depth = model_cfg.encoder_depth + model_cfg.decoder_depth
     if config.probe.block > depth:
         raise UserError(f"probe.block={config.probe.block} is past the network's last block ({depth}); use 0 for "
                         f"the encoder's output (block {model_cfg.encoder_depth}) or 1..{depth}")
+    for name in ("probe.t", "finetune.t"):
+        section, field = name.split(".")
+        if config[section][field] >= config.noise.T:
+            raise UserError(f"{name}={config[section][field]} is not a step of the noise schedule: it must be "
+                            f"below noise.T={config.noise.T}")
     if devices is None:
         devices, processes = jax.device_count(), jax.process_count()
+    if devices % processes:
+        raise UserError(f"{devices} devices cannot be split evenly over {processes} hosts")
     mesh = sharding.mesh_shape(config.mesh.data, config.mesh.fsdp, devices, processes)
-    sharding.check_batch_size(config.train.batch_size, mesh[0] * mesh[1], processes, "train.batch_size")
+    for stage in [None, *stages]:
+        field = "train.batch_size" if stage is None else stage.batch_field
+        if field:
+            section, name = field.split(".")
+            sharding.check_batch_size(config[section][name], mesh[0] * mesh[1], processes, field)
     for stage in stages:
-        stage.check(config)
-    if workdir and kind.file and (epath.Path(workdir) / kind.file).exists():  # a file fitted for another config
+        stage.check(config, local=local)
+    if local and workdir and kind.file and (epath.Path(workdir) / kind.file).exists():  # fitted for another config?
         kind.load(config, str(epath.Path(workdir) / kind.file), dataset.channels)
-    if workdir and _needs_checkpoint(stages):
+    if local and workdir and _needs_checkpoint(config, stages):
         ckpts = epath.Path(workdir) / "checkpoints"
         if not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())):
             raise UserError(f"{ckpts} holds no checkpoint: pre-train first (--mode=pretrain, or --mode=all)")
@@ -146,4 +150,4 @@ def check(config, stages, *, devices: int | None = None, processes: int = 1, wor
                         f"train.batch_size={config.train.batch_size}")
     total_steps, _, _ = state_lib.optimizer(config.train, num_train)
     peak = config.train.base_lr * config.train.batch_size / 256
-    return Plan(config, tuple(stages), dataset, kind, model_cfg, devices, mesh, total_steps, peak)
+    return Plan(config, tuple(stages), dataset, kind, model_cfg, devices, mesh, total_steps, peak, options)

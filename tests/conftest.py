@@ -41,4 +41,5 @@ def mock_root(tmp_path):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long checks, run with `pytest -m slow`")
-    config.addinivalue_line("markers", "docs: the README's commands (dry runs) and the Colab notebook, `pytest -m docs` (CI)")
+    config.addinivalue_line("markers", "docs: the README's commands (dry runs), the Colab notebook and the wheel install, "
+                                       "`pytest -m docs` (CI)")

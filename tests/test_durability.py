@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ldae_jax import experiment
-from ldae_jax.train import pretrain
+from ldae_jax.errors import DivergenceError
 from ldae_jax.train.checkpoint import CheckpointMismatchError
 
 import helpers
@@ -94,7 +94,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config(total_steps=20, log_every=5, checkpoint_every=1, base_lr=1e6)
     workdir = str(tmp_path / "run")
-    with pytest.raises(pretrain.DivergenceError, match=r"non-finite loss or gradient at step \d+"):
+    with pytest.raises(DivergenceError, match=r"non-finite loss or gradient at step \d+"):
         helpers.pretrain(config, workdir)
     step, params = experiment.Experiment(config, workdir).restore_params()
     assert step < 20

@@ -15,12 +15,10 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from configs import quickstart
-from ldae_jax import modes
-from ldae_jax.models import timm_format
+from ldae_jax import experiment, modes
 from ldae_jax.errors import UserError
-from ldae_jax.models import classifier, fold
+from ldae_jax.models import classifier, fold, timm_format
 from ldae_jax.tokenizers.patches import patchify
-from ldae_jax.train import pretrain
 from tests.test_data import needs_debian_files
 
 P, C, S = 4, 3, 16  # patch, channels, image side: 16 tokens of 48 values
@@ -172,8 +170,8 @@ def test_export_mode_writes_the_folded_encoder_of_the_latest_checkpoint(tmp_path
     modes.run(config, workdir, "pretrain")
     out = modes.run(config, workdir, "export")["export"]
     params, cfg, p, c, s = timm_format.load_safetensors(out["path"])
-    run = pretrain.setup_run(config, workdir)
-    want = fold.fold_encoder(pretrain.restore_params(config, workdir, run)[1], run.model_cfg, t=config.finetune.t,
+    run = experiment.Experiment(config, workdir)
+    want = fold.fold_encoder(run.restore_params()[1], run.model_cfg, t=config.finetune.t,
                              num_blocks=run.model_cfg.encoder_depth, num_classes=10)
     jax.tree.map(np.testing.assert_array_equal, params, want)
     assert (cfg.depth, p * p * c, s) == (run.model_cfg.encoder_depth, run.model_cfg.in_dim, config.data.image_size)

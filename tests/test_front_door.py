@@ -118,7 +118,7 @@ def test_the_dry_run_prints_the_plan(tmp_path, capsys):
 
 def test_the_dry_run_of_a_pod_job_checks_its_devices_not_these(tmp_path, capsys):
     """launch.py's check of a v3-256 job: 256 devices on 32 hosts, data in the pod's bucket."""
-    args = [f"--workdir=gs://bucket/run", "--config=configs/imagenet.py", "--dry_run", "--remote_data",
+    args = [f"--workdir=gs://bucket/run", "--config=configs/imagenet.py", "--dry_run", "--remote",
             "--devices=256", "--hosts=32"]
     code, out, err = _call(args, capsys)
     assert code == 0, err
@@ -132,8 +132,8 @@ def test_the_dry_run_of_a_pod_job_checks_its_devices_not_these(tmp_path, capsys)
     (["-m", "ldae_jax.ladder", "--rows=t9.*", "--workdir=w"], "unknown ladder row(s) ['t9.*']"),
     (["-m", "ldae_jax.viz", "--figures=bogus", "--out_dir=w"], "unknown figure(s) ['bogus']"),
     (["-m", "ldae_jax.data.prepared", "--dataset=mnist", "--out_dir=w"], "Unknown dataset 'mnist'"),
-    (["launch/launch.py", "gpu", "--config=configs/quickstrat.py", "--workdir=w"],
-     "config file 'configs/quickstrat.py'"),
+    (["launch/launch.py", "tpu", "run", "--name=x", "--zone=z", "--accelerator-type=v4-64",
+      "--config=configs/quickstrat.py", "--workdir=gs://b/w"], "config file 'configs/quickstrat.py'"),
 ])
 def test_every_command_line_prints_one_error_line_and_nothing_before_it(command, says, tmp_path):
     """Each program as a process, from another directory: a config path relative to the checkout still resolves,
@@ -159,6 +159,9 @@ def test_flag_mistakes_of_the_other_commands(capsys):
         (lambda a: cli.run(ladder_main.main, a), ["--scale=huge"], "argument --scale: invalid choice: 'huge'"),
         (launch.main, ["local", "--workdir=w", "--num-processes=0"], "argument --num-processes: expected a positive"),
         (launch.main, ["tpu", "run", "--name=x", "--zone=z", "--workdir=gs://b/w"], "tpu run: give --accelerator-type"),
+        (launch.main, ["tpu", "run", "--name=x", "--zone=z", "--accelerator-type=v4-64", "--workdir=gs://b/w",
+                       "--config=configs/quickstart.py", "--", "--config.train.batch_size=100"],
+         "train.batch_size 100 is not divisible by the 32 devices (8 processes)"),  # a v4-64: 8 hosts x 4 chips
     ]:
         with pytest.raises(SystemExit) as stop:
             run(argv)
@@ -183,3 +186,20 @@ def test_a_tokenizer_file_fitted_for_another_config_is_refused_before_compute(tm
         code, out, err = _call([f"--workdir={workdir}", QUICK, "--mode=pretrain", *dry], capsys)
         assert code == 2 and out == "", (out, err)
         assert err.startswith(f"error: PCA basis {workdir}/pca.npz: d is 8 in the file but the config expects 16")
+
+
+@needs_debian_files
+def test_the_dry_run_describes_another_job_only_consistently(tmp_path, capsys):
+    init = tmp_path / "encoder.safetensors"
+    init.write_bytes(b"")  # the check looks for the file; fine-tuning from it needs no pre-training checkpoint
+    base = [f"--workdir={tmp_path / 'run'}", QUICK, "--dry_run"]
+    code, out, err = _call([*base, "--mode=finetune", f"--config.finetune.init={init}"], capsys)
+    assert code == 0, err
+    for extra, says in [(["--hosts=2"], "--hosts goes with --devices"),
+                        (["--devices=8", "--hosts=3"], "8 devices cannot be split evenly over 3 hosts"),
+                        (["--devices=8", "--hosts=8", "--config.train.batch_size=8", "--config.mesh.data=-1",
+                          "--config.probe.t=1000"], "probe.t=1000 is not a step of the noise schedule")]:
+        code, out, err = _call([*base, *extra], capsys)
+        assert (code, out) == (2, "") and err.startswith(f"error: {says}"), err
+    code, out, err = _call([f"--workdir={tmp_path / 'run'}", QUICK, "--devices=8"], capsys)
+    assert code == 2 and err.startswith("error: --devices, --hosts and --remote describe another job for --dry_run")

@@ -9,7 +9,7 @@ import pytest
 from ldae_jax import modes
 from ldae_jax.errors import UserError
 from ldae_jax.ladder import report as ladder_report, rows as rows_lib, runs as ladder
-from ldae_jax.tokenizers import perceptual
+from ldae_jax.tokenizers import perceptual, registry
 from ldae_jax.train import checkpoint
 
 from test_data import needs_debian_files
@@ -42,9 +42,10 @@ def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale, vgg1
         config = rows_lib.get_config(f"row={name},scale={scale}")
         if config.tokenizer.conv_vae.perceptual_weight > 0:  # needs the user's VGG16 file, and says so
             with pytest.raises(UserError, match="needs VGG16 weights, which cannot be downloaded"):
-                modes.check(config, "pretrain_probe", local_data=False)
+                registry.check(config, channels=3)
             config = rows_lib.get_config(f"row={name},scale={scale},vgg16={vgg16_file}")
-        modes.check(config, "pretrain_probe", local_data=False)  # the one check, each row's dataset by its sizes
+        # The one check before compute; the datasets of the paper and cifar scales by their known sizes.
+        modes.check(config, "pretrain_probe", local=scale in ("small", "tiny"))
         if row.parent:
             parent = identity(rows_lib.get_config(f"row={row.parent},scale={scale}"))
             changed = {k for k, v in identity(config).items() if parent.get(k) != v}
@@ -71,7 +72,7 @@ def test_unknown_rows_are_clear_errors():
 
 
 def test_print_mode_gives_one_command_per_distinct_run(capsys):
-    planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1", "a.t20.noisy"], "paper", [0, 1], local_data=False)
+    planned = ladder.plan(["t3.step0", "t2.pca.d32", "t3.step1", "a.t20.noisy"], "paper", [0, 1], local=False)
     assert [p.run_key for p in planned if p.row == "t2.pca.d32"] == ["t3.step0/seed0", "t3.step0/seed1"]
     assert [p.run_key for p in planned if p.row == "a.t20.noisy"] == ["t3.step5/seed0", "t3.step5/seed1"]
     ladder.print_commands(planned, "gs://bucket/ladder", "paper")

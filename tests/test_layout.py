@@ -138,6 +138,7 @@ def wheel_env(tmp_path_factory):
     return python, root / "elsewhere"
 
 
+@pytest.mark.docs  # about a minute: it runs in CI's docs stage, beside the README's install and run commands
 def test_a_wheel_install_runs_the_quickstart_and_a_ladder_row_from_outside_the_checkout(wheel_env):
     python, elsewhere = wheel_env
     elsewhere.mkdir()

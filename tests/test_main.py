@@ -101,7 +101,7 @@ def test_every_config_passes_the_check_and_builds(name, arg):
     from ldae_jax import config_lib, modes
 
     config = config_lib.load_file(f"configs/{name}.py{':' + arg if arg else ''}")
-    plan = modes.check(config, "all", local_data=False)
+    plan = modes.check(config, "all", local=False)
     assert plan.num_params > 0 and plan.total_steps == config.train.total_steps
 
 

@@ -136,22 +136,24 @@ def test_meaningless_objectives_are_user_errors():
     import pytest
 
     from configs import quickstart
+    from ldae_jax import config_lib
     from ldae_jax.errors import UserError
     from ldae_jax.tokenizers import registry
 
     def check(**fields):
         c = set_fields(quickstart.get_config("tiny"), **fields)
+        config_lib.check_fields(c)
         objectives.check(c, registry.get(c.tokenizer.kind))
         return objectives.objective_from(c, 10)
 
     assert check(objective__class_conditional=True).num_classes == 10
     for fields, match in [
-        (dict(objective__target="noise"), "objective.target='noise' is unknown"),
+        (dict(objective__target="noise"), "objective.target='noise' is not one of original, clean, eps"),
         (dict(objective__input="pixels"), "objective.input"),
         (dict(objective__target="eps"), "needs objective.output='latent'"),
         (dict(objective__target="original", objective__output="latent"), "needs objective.output='image'"),
         (dict(tokenizer__kind="patch_ae"), "orthonormal basis"),
-        (dict(objective__label_dropout=1.0), "label_dropout"),
+        (dict(objective__label_dropout=1.0), r"objective.label_dropout=1.0 is out of range: it must be in \[0, 1\)"),
     ]:
         with pytest.raises(UserError, match=match):
             check(**fields)

@@ -40,7 +40,7 @@ def dry_run(command: str, tmp: str) -> list[str] | None:
     if argv[0] in ("python", ".venv/bin/python"):
         argv = [sys.executable] + argv[1:]
     if argv[1:3] == ["-m", "ldae_jax.main"] and any(a.startswith("--workdir=gs://") for a in argv):
-        return argv + ["--dry_run", "--remote_data"]  # a pod's job: its data and workdir are in the bucket
+        return argv + ["--dry_run", "--remote"]  # a pod's job: its data and workdir are in the bucket
     if argv[1:3] in (["-m", "ldae_jax.main"], ["-m", "ldae_jax.data.prepared"], ["-m", "ldae_jax.viz"]):
         return argv + ["--dry_run"]
     if argv[1:3] == ["-m", "ldae_jax.ladder"]:

@@ -168,7 +168,7 @@ class _RoutedSplits:
 class PreparedSplits:
     """Several one-split caches behind the builder interface the pipeline uses (info, name, as_dataset).
 
-    Why: a run reads a train and an eval split from one `Run.builder`; a cache holds one split, so this routes
+    Why: a run reads a train and an eval split from one `Experiment.builder`; a cache holds one split, so this routes
     each call by split name ('train[:90%]' and its per-process slices go to the 'train' cache).
     """
 

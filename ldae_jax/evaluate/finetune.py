@@ -29,17 +29,11 @@ from ldae_jax.runtime import preemption
 from ldae_jax.train import checkpoint, metrics, sharding
 
 
-def check_config(config) -> None:
+def check_config(config, local: bool = True) -> None:
+    """The RandAugment text and the init file, before any data is read (the fields' ranges are the schema's)."""
     f = config.finetune
-    for name in ("mixup", "cutmix", "label_smoothing", "drop_path", "weight_decay"):
-        if f[name] < 0:
-            raise UserError(f"finetune.{name} must be >= 0, got {f[name]}")
-    if not 0 < f.layer_decay <= 1:
-        raise UserError(f"finetune.layer_decay must be in (0, 1], got {f.layer_decay}")
-    if not 0 <= f.ema < 1:
-        raise UserError(f"finetune.ema must be in [0, 1), got {f.ema}")
     rand_augment(config)
-    if f.init and not epath.Path(f.init).is_file():
+    if local and f.init and not epath.Path(f.init).is_file():
         raise UserError(f"finetune.init={f.init!r} does not exist; give an exported .safetensors file, or '' for "
                         "the workdir's latest pre-training checkpoint")
 
@@ -139,7 +133,6 @@ def finetune(exp) -> dict:
     its contents."""
     run, config, workdir = exp, exp.config, exp.workdir
     f = config.finetune
-    sharding.check_batch(f.batch_size, run.mesh)
     num_classes = run.builder.info.features["label"].num_classes
     depth = run.model_cfg.encoder_depth
     ccfg = fold.classifier_config(run.model_cfg, num_blocks=depth, num_classes=num_classes, drop_path=f.drop_path)

@@ -32,8 +32,9 @@ def baselines(config) -> list[str]:
     return [b for b in config.probe.baselines.split(",") if b]
 
 
-def check(config) -> None:
-    """The probe fields against each other and the model, before any data is read."""
+def check(config, local: bool = True) -> None:
+    """The probe's baselines, before any data is read."""
+    del local  # no file named by the config
     unknown = set(baselines(config)) - set(BASELINES)
     if unknown:
         raise UserError(f"probe.baselines: unknown {', '.join(sorted(unknown))}; choose from {', '.join(BASELINES)} "

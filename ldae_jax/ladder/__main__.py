@@ -12,7 +12,6 @@ checked (the one check before compute, as `--dry_run` does) before anything runs
 
 from __future__ import annotations
 
-import sys
 
 from ldae_jax import cli
 from ldae_jax.errors import UserError
@@ -31,6 +30,9 @@ def parser() -> cli.ArgumentParser:
     p.add_argument("--vgg16", default="", help="VGG16 weights (.npz) for the perceptual loss of Table 1 rows 1-2")
     p.add_argument("--inception", default="", help="Inception-v3 weights (.npz): also measure every run's FID")
     p.add_argument("--report", default="", help="markdown report path (default workdir/ladder_SCALE.md)")
+    p.add_argument("--devices", type=int, help="with --launch=print: the devices each printed run will have "
+                                               "(default: this machine's)")
+    p.add_argument("--hosts", type=int, default=1, help="with --launch=print and --devices: their hosts")
     p.add_argument("--dry_run", action="store_true", help="plan and check every run, print the plan, run nothing")
     p.add_argument("--verbosity", type=int, help="library log level (-1 warnings, 0 info; default: errors only)")
     return p
@@ -49,12 +51,16 @@ def _seeds(text: str) -> list[int]:
 def main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
     cli.set_verbosity(args.verbosity)
+    if (args.devices is not None or args.hosts != 1) and args.launch != "print":
+        raise UserError("--devices and --hosts describe the cluster for --launch=print; here runs use this machine")
     rows = rows_lib.select(args.rows)
     planned = runs.plan(rows, args.scale, _seeds(args.seeds), args.vgg16, args.inception,
-                        check=args.launch != "report", local_data=args.launch == "local")
+                        check=args.launch != "report", local=args.launch == "local", devices=args.devices,
+                        hosts=args.hosts)
     distinct = len({(p.run_key, p.probe_file) for p in planned})
     if args.dry_run:
-        print(f"dry run: {len(planned)} (row, seed) pairs, {distinct} runs, each config checked; nothing was run")
+        checked = "each config checked" if args.launch != "report" else "results only (--launch=report checks nothing)"
+        print(f"dry run: {len(planned)} (row, seed) pairs, {distinct} runs, {checked}; nothing was run")
         return
     if args.launch == "print":
         runs.print_commands(planned, args.workdir, args.scale, args.vgg16, args.inception)
@@ -62,7 +68,7 @@ def main(argv: list[str]) -> None:
     if args.launch == "local":
         runs.run_local(planned, args.workdir)
     report = args.report or f"{args.workdir}/ladder_{args.scale}.md"
-    command = "python -m ldae_jax.ladder " + " ".join(sys.argv[1:])
+    command = "python -m ldae_jax.ladder " + " ".join(argv)
     report_lib.write(runs.gather(planned, args.workdir), report, scale=args.scale, command=command,
                      fids=runs.gather_fid(planned, args.workdir))
     print(f"Report: {report}")

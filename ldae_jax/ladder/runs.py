@@ -46,11 +46,12 @@ def _run_row(row: str, config, config_for) -> str:
 
 
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
-         check: bool = True, local_data: bool = True) -> list[PlannedRun]:
+         check: bool = True, local: bool = True, devices: int | None = None, hosts: int = 1) -> list[PlannedRun]:
     """Every (row, seed), each config built and put through the one check before compute (for pre-training
     and the probe, and FID when `inception` names the Inception-v3 weights), so a mistake stops the ladder
-    before any compute. `local_data=False`: the runs will read their data elsewhere (`--launch=print`).
-    `check=False` skips the checks, for reading results that exist."""
+    before any compute. `local=False`: the runs will happen elsewhere (`--launch=print`), on `devices` devices
+    over `hosts` hosts, their data and files there. `check=False` skips the checks, for reading results that
+    exist."""
     out = []
     for seed in seeds:
         def config_for(name):
@@ -59,9 +60,9 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
         for row in rows:
             config = config_for(row)
             if check:
-                modes.check(config, "pretrain_probe", local_data=local_data)
+                modes.check(config, "pretrain_probe", local=local, devices=devices, processes=hosts)
                 if inception:
-                    modes.STAGES["fid"].check(config)
+                    modes.STAGES["fid"].check(config, local=local)
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"

@@ -24,7 +24,7 @@ import optax
 from etils import epath
 from flax import nnx
 
-from ldae_jax.errors import Preempted, UserError
+from ldae_jax.errors import DivergenceError, Preempted, UserError
 from ldae_jax.runtime import hosts as hosts_lib, preemption
 from ldae_jax.tokenizers import files, kind, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
@@ -230,7 +230,7 @@ def train(batches_from, cfg: ConvVAEConfig, *, steps: int, lr: float, kl_weight:
                                        f"{checkpoint_path}: rerun the same command to resume")
     logs = {k: float(v) for k, v in logs.items()}
     if not all(np.isfinite(list(logs.values()))):
-        raise FloatingPointError(f"conv VAE training diverged: {logs}; lower tokenizer.vae_lr")
+        raise DivergenceError(f"conv VAE training diverged ({logs}); lower tokenizer.conv_vae.lr")
     model = nnx.merge(vae_g, vae_p)
     means = [np.asarray(model.encode(next(batches).astype(np.float32) / 127.5 - 1.0)[0]) for _ in range(4)]
     scale = np.float32(np.concatenate([m.ravel() for m in means]).std())
@@ -313,7 +313,7 @@ def config_of(config, channels: int) -> ConvVAEConfig:
                          num_down=int(t.conv_vae.stride).bit_length() - 1, group=2)
 
 
-def check(config, channels: int) -> None:
+def check(config, channels: int, *, local: bool = True) -> None:
     t, r = config.tokenizer, config.tokenizer.conv_vae
     if r.stride < 2 or r.stride & (r.stride - 1):
         raise UserError(f"tokenizer.conv_vae.stride must be a power of 2 >= 2, got {r.stride}")
@@ -323,10 +323,7 @@ def check(config, channels: int) -> None:
     if t.patch_size != 2 * r.stride:
         raise UserError(f"tokenizer.kind='conv_vae': a token covers 2 x tokenizer.conv_vae.stride = {2 * r.stride} "
                         f"pixels a side, so tokenizer.patch_size must be {2 * r.stride}, got {t.patch_size}")
-    if config.data.image_size % r.stride:
-        raise UserError(f"data.image_size={config.data.image_size} is not divisible by tokenizer.conv_vae.stride="
-                        f"{r.stride}")
-    if r.perceptual_weight > 0:
+    if r.perceptual_weight > 0 and local:
         perceptual.load_vgg16(r.perceptual_weights)  # fails here, before any compute, if missing or wrong
     if t.pca.whiten:
         raise UserError("tokenizer.kind='conv_vae': tokenizer.pca.whiten applies to PCA only; set it to False")

@@ -20,6 +20,6 @@ class Kind:
     file: str | None  # the file it is saved as in the workdir; None: nothing is fitted or saved
     patchwise: bool  # one token is one patch (encode / decode per patch): image input and output work
     orthonormal: bool  # an orthonormal D x D basis: the 'original' target's weighted residual works
-    check: Callable  # (config, channels) -> None: its fields against each other, before any data is read
+    check: Callable  # (config, channels, local) -> None: its fields (and with local, its files), before any data
     load_or_fit: Callable  # (config, workdir, builder) -> tokenizer: the workdir's file (checked), else a new one
     load: Callable | None = None  # (config, path, channels) -> tokenizer: its file, checked against the config

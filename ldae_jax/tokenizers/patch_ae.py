@@ -21,7 +21,7 @@ import optax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from ldae_jax.errors import UserError
+from ldae_jax.errors import DivergenceError, UserError
 from ldae_jax.runtime import hosts as hosts_lib
 from ldae_jax.tokenizers import files, kind
 from ldae_jax.tokenizers.patches import patchify, unpatchify
@@ -124,7 +124,7 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
     for i in range(steps):
         params, opt_state, loss, recon = step(params, opt_state, jax.random.fold_in(key, i))
     if not np.isfinite(float(loss)):
-        raise FloatingPointError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.patch_ae.lr")
+        raise DivergenceError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.patch_ae.lr")
     mu = np.asarray(x_all @ params["encoder"])
     scale = np.float32(mu.std())
     recon_mse = float(np.mean(np.square(np.asarray(x_all) - mu @ np.asarray(params["decoder"]))))
@@ -165,7 +165,8 @@ def load(path: str, *, patch_size: int, channels: int, d: int, variational: bool
 # ---------------------------------------------------------------- the registry entries (patch_ae, patch_vae)
 
 
-def check(config, channels: int) -> None:
+def check(config, channels: int, *, local: bool = True) -> None:
+    del local  # no file named by the config
     t = config.tokenizer
     dim = t.patch_size**2 * channels
     if not 1 <= t.d <= dim:

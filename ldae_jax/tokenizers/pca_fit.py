@@ -69,7 +69,8 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
 # ---------------------------------------------------------------- the registry entry
 
 
-def check(config, channels: int) -> None:
+def check(config, channels: int, *, local: bool = True) -> None:
+    del local  # no file named by the config
     dim = config.tokenizer.patch_size**2 * channels
     if not 1 <= config.tokenizer.d <= dim:
         raise UserError(f"tokenizer.d={config.tokenizer.d} must be in [1, D] for patches of "

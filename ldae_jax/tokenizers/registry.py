@@ -18,13 +18,14 @@ def get(name: str) -> kind_lib.Kind:
     return KINDS[name]
 
 
-def check(config, channels: int) -> kind_lib.Kind:
-    """The tokenizer fields of `config` for images with `channels` channels; returns its kind."""
+def check(config, channels: int, *, local: bool = True) -> kind_lib.Kind:
+    """The tokenizer fields of `config` for images with `channels` channels (and with `local`, the files they
+    name); returns its kind."""
     kind, t = get(config.tokenizer.kind), config.tokenizer
     if config.data.image_size % t.patch_size:
         raise UserError(f"data.image_size={config.data.image_size} is not divisible by "
                         f"tokenizer.patch_size={t.patch_size}")
-    kind.check(config, channels)
+    kind.check(config, channels, local=local)
     return kind
 
 

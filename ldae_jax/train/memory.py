@@ -13,6 +13,7 @@ assignment: TPU and GPU fuse differently, so read it as an estimate of scale, no
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,8 @@ import numpy as np
 from jax.sharding import AbstractMesh, AxisType
 
 from ldae_jax import cli, diffusion, objectives, schema
-from ldae_jax.models.vit import model_config_from
+from ldae_jax.errors import UserError
+from ldae_jax.models.vit import SIZES, model_config_from
 from ldae_jax.tokenizers import pixel
 from ldae_jax.train import sharding, state as state_lib
 
@@ -94,19 +96,38 @@ def activation_table(config, sizes, batch: int, devices) -> str:
     return "\n".join(rows)
 
 
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag}={text!r}: expected comma-separated positive integers") from None
+    if min(values) < 1:
+        raise UserError(f"{flag}={text!r}: expected positive integers")
+    return values
+
+
 def main(argv: list[str]) -> None:
     p = cli.ArgumentParser(prog="python -m ldae_jax.train.memory", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="B,half_L,L", help="model.size values to tabulate")
-    p.add_argument("--meshes", default="8x1,1x8,64x1,1x64,8x8", help="data x fsdp meshes")
+    p.add_argument("--sizes", default="B,half_L,L", help=f"model.size values to tabulate ({', '.join(SIZES)})")
+    p.add_argument("--meshes", default="8x1,1x8,64x1,1x64,8x8", help="data x fsdp meshes, e.g. 8x1,1x8")
     p.add_argument("--activations", action="store_true", help="compile the train step, report activation memory")
     p.add_argument("--batch", type=int, default=2048, help="global batch for --activations (the paper's is 2048)")
     p.add_argument("--devices", default="64,256", help="device counts for --activations (batch / devices each)")
     args = p.parse_args(argv)
     sizes = args.sizes.split(",")
+    if unknown := [s for s in sizes if s not in SIZES]:
+        raise UserError(f"--sizes: unknown {', '.join(unknown)}; choose from {', '.join(SIZES)}")
     if args.activations:
-        print(activation_table(schema.defaults(), sizes, args.batch, args.devices.split(",")))
+        devices = _ints(args.devices, "--devices")
+        if small := [n for n in devices if args.batch % n]:
+            raise UserError(f"--batch={args.batch} is not divisible by --devices {', '.join(map(str, small))}")
+        print(activation_table(schema.defaults(), sizes, args.batch, devices))
     else:
-        print(table(schema.defaults(), sizes, args.meshes.split(",")))
+        meshes = args.meshes.split(",")
+        for mesh in meshes:
+            if not re.fullmatch(r"[1-9]\d*x[1-9]\d*", mesh):
+                raise UserError(f"--meshes: {mesh!r} is not DATAxFSDP with positive sizes, e.g. 8x1")
+        print(table(schema.defaults(), sizes, meshes))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,9 @@ import numpy as np
 
 from ldae_jax import config_lib
 from ldae_jax.data import pipeline
+from ldae_jax.errors import DivergenceError
 from ldae_jax.runtime import preemption
 from ldae_jax.train import checkpoint, metrics, sharding, state as state_lib
-
-
-class DivergenceError(RuntimeError):
-    """A non-finite loss or gradient; the state of the step before it is what the last checkpoint holds."""
 
 
 def _first_nonfinite(host_metrics: list[dict], first_step: int) -> tuple[int, dict] | None:

@@ -55,11 +55,12 @@ def check_batch(global_batch: int, mesh: Mesh) -> None:
 
 
 def check_batch_size(global_batch: int, devices: int, processes: int = 1, what: str = "global batch") -> None:
-    if global_batch % devices or global_batch % processes:
-        raise ShardingError(
-            f"{what} {global_batch} is not divisible by the {_devices(devices)} ({processes} "
-            f"process{'es' * (processes > 1)}); pick a multiple of {devices}"
-        )
+    if global_batch % devices:
+        raise ShardingError(f"{what} {global_batch} is not divisible by the {_devices(devices)} "
+                            f"({processes} process{'es' * (processes > 1)}); pick a multiple of {devices}")
+    if global_batch % processes:
+        raise ShardingError(f"{what} {global_batch} is not divisible by the {processes} processes, each of which "
+                            "reads its own share of the batch")
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -66,6 +66,7 @@ def _noise(w: Workdir, path: str) -> str:
 
 
 def _denoising(w: Workdir, path: str) -> str:
+    require_tokenizer_file(w.config, w.path)
     return denoising.write_denoising_figure(experiment.Experiment(w.config, w.path), path=path)
 
 
