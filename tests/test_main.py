@@ -85,16 +85,6 @@ def test_user_mistakes_are_clear_errors(tmp_path):
         main_lib.run(tiny(noise__schedule="cosine"), str(tmp_path / "c"))
 
 
-def test_cli_prints_one_line_errors(tmp_path):
-    env = {**os.environ, "LDAE_FASHION_MNIST_DIR": str(tmp_path / "nothing"), "TFDS_DATA_DIR": str(tmp_path / "tfds")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "ldae_jax.main", "--config=configs/quickstart.py:tiny", f"--workdir={tmp_path}/w"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("error: Fashion-MNIST files") and "dataset-fashion-mnist" in proc.stderr
-
-
 @pytest.mark.parametrize("name,arg", [("quickstart", ""), ("quickstart", "tiny"), ("fashion_mnist", ""),
                                       ("fashion_mnist", "d=8")])
 def test_every_config_passes_the_check_and_builds(name, arg):
