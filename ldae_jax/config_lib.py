@@ -199,17 +199,19 @@ def steps(num_examples: int, batch_size: int, *, epochs: float = 0.0, total_step
     return max(1, math.ceil(epochs * num_examples / batch_size))
 
 
-def prepare_workdir(workdir: str) -> None:
-    """Create the workdir and prove it is writable, before any long work starts."""
-    try:
-        path = epath.Path(workdir)
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test.{socket.gethostname()}.{os.getpid()}"  # hosts share the workdir: one file each
-        probe.write_text("ok")
-        probe.unlink()
-    except Exception as e:  # noqa: BLE001 - local OSError or a cloud-storage error alike
-        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-        raise UserError(f"cannot write to workdir {workdir!r}: {reason}; choose another --workdir") from None
+def prepare_workdir(workdir: str, folders=("checkpoints",)) -> None:
+    """Create the workdir and the folders a run writes in it, and prove each is writable, before any long work
+    starts (a run must not find out at its first checkpoint)."""
+    for where in (workdir, *(str(epath.Path(workdir) / f) for f in folders)):
+        try:
+            path = epath.Path(where)
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write_test.{socket.gethostname()}.{os.getpid()}"  # hosts share it: one file each
+            probe.write_text("ok")
+            probe.unlink()
+        except Exception as e:  # noqa: BLE001 - local OSError or a cloud-storage error alike
+            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise UserError(f"cannot write to {where!r}: {reason}; fix it or choose another --workdir") from None
 
 
 def save_config(config, workdir: str) -> None:

@@ -18,7 +18,7 @@ import jax
 
 from ldae_jax import cli, config_lib, modes
 from ldae_jax.errors import DivergenceError, UserError
-from ldae_jax.runtime import distributed, host_malloc
+from ldae_jax.runtime import distributed, host_malloc, preemption
 
 run = modes.run  # main.run, the notebook entry point
 
@@ -41,6 +41,8 @@ def parser() -> cli.ArgumentParser:
                         "dataset's known sizes, and the files the config names and the workdir are not looked at")
     p.add_argument("--allow_config_change", action="store_true",
                    help="resume a checkpoint written under a different config (warns)")
+    p.add_argument("--take_over", action="store_true",
+                   help="take the workdir from the run that holds its lock (when that run is known to be dead)")
     p.add_argument("--multihost", action="store_true", help="join a multi-host job detected by JAX (TPU, SLURM)")
     p.add_argument("--coordinator_address", help="HOST:PORT of process 0, for other multi-process jobs")
     p.add_argument("--num_processes", type=int, help="number of processes, with --coordinator_address")
@@ -76,15 +78,18 @@ def main(argv: list[str]) -> None:
         return
     distributed.initialize(multihost=args.multihost, coordinator_address=args.coordinator_address,
                            num_processes=args.num_processes, process_id=args.process_id)
-    options = modes.Options(probe_file=args.probe_file, allow_config_change=args.allow_config_change)
+    options = modes.Options(probe_file=args.probe_file, allow_config_change=args.allow_config_change,
+                            take_over=args.take_over)
     modes.check(config, args.mode, workdir=args.workdir, options=options)  # before anything else is printed
     if (note := host_malloc.hint(jax.default_backend())) and jax.process_index() == 0:
         print(note, file=sys.stderr)
     try:
-        run(config, args.workdir, args.mode, options=options, checked=True)
+        out = run(config, args.workdir, args.mode, options=options, checked=True)
     except DivergenceError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+    if out.get("preempted"):
+        sys.exit(preemption.exit_code())  # 0 for a preemption notice (SIGTERM), 130 for Ctrl-C
 
 
 if __name__ == "__main__":

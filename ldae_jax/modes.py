@@ -22,6 +22,7 @@ from etils import epath
 from ldae_jax import config_lib, experiment, export, preflight
 from ldae_jax.errors import Preempted, UserError
 from ldae_jax.evaluate import fid_eval, finetune, probe
+from ldae_jax.runtime import lock, preemption
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import pretrain
 from ldae_jax.viz import denoising, samples
@@ -33,6 +34,7 @@ class Options:
 
     probe_file: str = "probe.json"  # the probe writes its result under this name (the ladder's probe-only rows)
     allow_config_change: bool = False  # resume a checkpoint written under another config (warns)
+    take_over: bool = False  # take the workdir's lock from a run that holds it (one known to be dead)
 
 
 def _no_check(config, local: bool = True) -> None:
@@ -119,17 +121,20 @@ def run(config, workdir: str, mode: str = "all", *, options: Options = Options()
     if not checked:
         check(config, mode, workdir=workdir, options=options)
     out, start = {}, time.perf_counter()
-    exp = experiment.Experiment(config, workdir)
-    try:
-        for stage in stages:
-            out[stage.name] = stage.run(exp, options)
-            if isinstance(out[stage.name], dict) and out[stage.name].get("preempted"):
-                out["preempted"] = True
-                return out
-    except Preempted as stopped:  # tokenizer training or the paper-protocol probe, which saved their state
-        print(f"Preempted: {stopped}", flush=True)
-        out["preempted"] = True
-        return out
+    config_lib.prepare_workdir(workdir)  # every folder the run writes, before it takes the workdir's lock
+    with preemption.PreemptionWatch(), lock.hold(workdir, f"--mode={mode}", take_over=options.take_over):
+        exp = experiment.Experiment(config, workdir)
+        try:
+            for stage in stages:
+                out[stage.name] = stage.run(exp, options)
+                if isinstance(out[stage.name], dict) and out[stage.name].get("preempted"):
+                    out["preempted"] = True
+                    return out
+        except Preempted as stopped:  # a stage that saved what it could (or had nothing to save) and stopped
+            if jax.process_index() == 0:
+                print(preemption.line(str(stopped)), flush=True)
+            out["preempted"] = True
+            return out
     out["seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
         for name in ("figure", "samples"):

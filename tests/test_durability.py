@@ -53,7 +53,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, out
-    assert "Preempted: checkpoint saved at step" in out
+    assert "Preempted (SIGTERM): checkpoint saved at step" in out
     steps = [int(os.path.basename(p)) for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))]
     assert len(steps) == 1 and 3 <= steps[0] < 2000
 
@@ -87,6 +87,12 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys
     step, _ = experiment.Experiment(config, workdir).restore_params()
     assert step == 5
     assert "checkpoint at step 10" in capsys.readouterr().err
+    # The damaged one was moved aside, under a name that says so, and the rerun trains and saves step 10 again.
+    (aside,) = glob.glob(f"{workdir}/checkpoints_damaged/10-*")
+    assert "could not be read" in open(os.path.join(aside, "WHY.txt")).read()
+    assert helpers.pretrain(config, workdir)["step"] == 10
+    assert {"5", "10"} <= set(os.listdir(f"{workdir}/checkpoints"))
+    assert experiment.Experiment(config, workdir).restore_params()[0] == 10
     # That training from step 5 redoes steps 6..10 exactly is test_train's exact-resume test (default suite) and
     # test_kill_9_then_resume_equals_uninterrupted (slow suite).
 
@@ -152,7 +158,7 @@ def test_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     steps = [int(os.path.basename(p)) for p in glob.glob(str(tmp_path / "run" / "checkpoints" / "[0-9]*"))]
     assert len(steps) == 1 and 4 <= steps[0] < 3000
-    assert f"Preempted: checkpoint saved at step {steps[0]}" in outs[0]
+    assert f"Preempted (SIGTERM): checkpoint saved at step {steps[0]}" in outs[0]
 
 
 def test_fields_added_after_a_checkpoint_are_accepted_at_their_defaults():

@@ -79,7 +79,7 @@ def test_user_mistakes_are_clear_errors(tmp_path):
         main_lib.run(config, str(tmp_path / "a"))
     with pytest.raises(UserError, match="train.batch_size 60 is not divisible by the 8 devices"):
         main_lib.run(tiny(train__batch_size=60, mesh__data=-1), str(tmp_path / "b"))
-    with pytest.raises(UserError, match="cannot write to workdir"):
+    with pytest.raises(UserError, match="cannot write to ./proc/ldae_cannot_write_here."):
         main_lib.run(tiny(), "/proc/ldae_cannot_write_here")
     with pytest.raises(UserError, match="noise.schedule"):
         main_lib.run(tiny(noise__schedule="cosine"), str(tmp_path / "c"))

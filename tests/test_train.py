@@ -118,10 +118,23 @@ def test_resume_from_a_mid_run_checkpoint_is_exact(tmp_path):
 
 @needs_debian_files
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
+    """Refused before config.json is touched; a model of another shape is told apart from damage even with
+    --allow_config_change, naming the parameters and the fields that differ (and nothing is moved aside)."""
+    from ldae_jax.train.checkpoint import CheckpointMismatchError
+
     helpers.pretrain(tiny_config(total_steps=2, log_every=1), str(tmp_path))
+    before = (tmp_path / "config.json").read_text()
     other = tiny_config(total_steps=2, log_every=1, base_lr=0.5)
-    with pytest.raises(ValueError, match="different run.*train.base_lr"):
+    with pytest.raises(CheckpointMismatchError, match="different run.*train.base_lr"):
         helpers.pretrain(other, str(tmp_path))
+    wider = tiny_config(total_steps=2, log_every=1)
+    wider.model.width = 48
+    with pytest.raises(CheckpointMismatchError, match=r"of another model: params\.blocks\.0\.cond\.fc1\.bias: checkpoint "
+                                                      r"\(8,\) vs config \(12,\).*the config fields that differ: "
+                                                      r"model.width: checkpoint 32 vs config 48"):
+        helpers.pretrain(wider, str(tmp_path), allow_config_change=True)
+    assert (tmp_path / "config.json").read_text() == before
+    assert not (tmp_path / "checkpoints_damaged").exists()
 
 
 def test_memory_tool_counts_replicated_and_fsdp_bytes():

@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 
 from ldae_jax.data import pipeline
 from ldae_jax.evaluate import fid, generate, inception
+from ldae_jax.tokenizers import files
 
 
 def check_config(config, local: bool = True) -> None:
@@ -63,13 +64,12 @@ def run_fid(exp) -> dict:
     start, weights = time.perf_counter(), inception.load_inception(f.inception_weights)
     cache = epath.Path(workdir) / f"fid_reference_{_reference_key(config)}.npz"
     if cache.exists():
-        with cache.open("rb") as fh, np.load(fh) as npz:
-            ref_mean, ref_cov = npz["mean"], npz["cov"]
+        ref = files.read_npz(str(cache), remake="delete it: the FID stage computes the reference statistics again")
+        ref_mean, ref_cov = ref["mean"], ref["cov"]
     else:
         print(f"FID: Inception features of up to {f.reference_examples} {f.reference} images", flush=True)
         ref_mean, ref_cov = reference_statistics(config, run.builder, weights)
-        with cache.open("wb") as fh:
-            np.savez(fh, mean=ref_mean, cov=ref_cov)
+        files.save_npz(str(cache), {"mean": ref_mean, "cov": ref_cov}, {}, dtype=np.float64)
     print(f"FID: generating {f.num_samples} images ({f.num_steps} steps, eta {f.eta})", flush=True)
     images = generate.generate_images(
         run, params, f.num_samples, jax.random.key(config.seed + 1), labels=generate.balanced_labels(

@@ -174,7 +174,7 @@ def finetune(exp) -> dict:
     batches = pipeline.train_iterator(run.builder, split=config.data.train_split, global_batch_size=f.batch_size,
                                       image_size=config.data.image_size, augment="random_resized_crop", flip=True,
                                       seed=config.seed + 7, start_step=start, rand_augment=rand_augment(config))
-    log, watch = metrics.MetricsLog(str(root)), preemption.PreemptionWatch()
+    log, watch = metrics.MetricsLog(str(root), resume_step=start), preemption.PreemptionWatch()
     progress = metrics.Progress(total, f.batch_size, start)
     pending, preempted = [], False
     try:
@@ -185,18 +185,20 @@ def finetune(exp) -> dict:
             pending.append(loss)
             done = i + 1
             preempted = watch.reached(done)
-            if done % f.log_every == 0 or done == total:
+            if done % f.log_every == 0 or done == total or preempted:
                 scalars = {"loss": float(np.mean(jax.device_get(pending))), "lr": float(lr_fn(done - 1))}
+                speed = {**progress.report(done), "interval_steps": len(pending)}  # fewer when preempted
                 pending = []
-                speed = progress.report(done)
                 log.write(done, {**scalars, **speed})
                 if jax.process_index() == 0:
                     print("fine-tune " + metrics.log_line(done, total, scalars, speed), flush=True)
             if done % f.checkpoint_every == 0 or done == total or preempted:
                 ckpt.save(done, state, meta)
             if preempted and done < total:
+                ckpt.wait()
                 if jax.process_index() == 0:
-                    print(f"Preempted: fine-tuning checkpoint saved at step {done}; rerun to resume.", flush=True)
+                    print(preemption.line(f"fine-tuning checkpoint saved at step {done}; rerun to resume"),
+                          flush=True)
                 return {"preempted": True, "step": done}
     finally:
         watch.close()

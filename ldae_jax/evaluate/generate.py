@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 
 from ldae_jax.evaluate import sampler
+from ldae_jax.runtime import preemption
 from ldae_jax.train import state as state_lib
 
 
@@ -33,6 +34,7 @@ def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 5
 
     out = []
     for i, start in enumerate(range(0, n, batch_size)):
+        preemption.stop_here("the generation of images")
         b = min(batch_size, n - start)
         batch_labels = None if labels is None else labels[start:start + b]
 

@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from ldae_jax import objectives
 from ldae_jax.data import pipeline
 from ldae_jax.errors import UserError
+from ldae_jax.runtime import preemption
 from ldae_jax.train import sharding
 
 MAX_PIXEL_SIDE = 32  # the raw-pixel baseline average-pools larger images down to at most 32 x 32
@@ -67,6 +68,7 @@ def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.n
         run.builder, split=split, global_batch_size=batch_size, image_size=run.config.data.image_size
     )
     for i, local in enumerate(batches):
+        preemption.stop_here("the probe's feature extraction")
         batch = sharding.global_batch(local, run.mesh)
         out = features(batch["image"], i)
         f, y, m = (multihost_utils.process_allgather(a, tiled=True) for a in (out, batch["label"], batch["mask"]))

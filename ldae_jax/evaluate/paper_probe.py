@@ -91,7 +91,7 @@ def _save(path, head, opt, step: int) -> None:
 
 
 def _restore(path, head, opt):
-    data = files.read_npz(path)
+    data = files.read_npz(path, remake="delete it: the paper-protocol probe starts over")
     leaves, treedef = jax.tree.flatten((head, opt))
     restored = [np.asarray(data[f"leaf{i:04d}"]).astype(np.asarray(x).dtype) for i, x in enumerate(leaves)]
     return (*jax.tree.unflatten(treedef, restored), int(data["step"]))

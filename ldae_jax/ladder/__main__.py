@@ -12,10 +12,12 @@ checked (the one check before compute, as `--dry_run` does) before anything runs
 
 from __future__ import annotations
 
+import sys
 
 from ldae_jax import cli
 from ldae_jax.errors import UserError
 from ldae_jax.ladder import report as report_lib, rows as rows_lib, runs
+from ldae_jax.runtime import preemption
 
 
 def parser() -> cli.ArgumentParser:
@@ -65,8 +67,8 @@ def main(argv: list[str]) -> None:
     if args.launch == "print":
         runs.print_commands(planned, args.workdir, args.scale, args.vgg16, args.inception)
         return
-    if args.launch == "local":
-        runs.run_local(planned, args.workdir)
+    if args.launch == "local" and not runs.run_local(planned, args.workdir):
+        sys.exit(preemption.exit_code())  # stopped by a signal: 0 for a preemption notice, 130 for Ctrl-C
     report = args.report or f"{args.workdir}/ladder_{args.scale}.md"
     command = "python -m ldae_jax.ladder " + " ".join(argv)
     report_lib.write(runs.gather(planned, args.workdir), report, scale=args.scale, command=command,

@@ -13,6 +13,7 @@ from etils import epath
 
 from ldae_jax import modes
 from ldae_jax.ladder import rows as rows_lib
+from ldae_jax.runtime import preemption
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import checkpoint
 
@@ -74,8 +75,9 @@ def run_dir(root: str, run_key: str) -> str:
     return f"{root}/{run_key}"
 
 
-def run_local(planned: list[PlannedRun], root: str) -> None:
-    """Runs what is not done yet, one after another, with progress and ETA; stops cleanly on preemption.
+def run_local(planned: list[PlannedRun], root: str) -> bool:
+    """Runs what is not done yet, one after another, with progress and ETA; returns False when a SIGTERM or
+    SIGINT stopped it (each run saves what it can; rerunning the command resumes the ladder).
 
     A row that changes only the probe first makes sure its run's pre-training is done (under the run's own
     config, so the workdir's config.json stays the run's), then probes into its own file.
@@ -86,26 +88,29 @@ def run_local(planned: list[PlannedRun], root: str) -> None:
             seen.add((p.run_key, p.probe_file))
             todo.append(p)
     start, ran = time.perf_counter(), 0
-    for i, p in enumerate(todo):
-        workdir = run_dir(root, p.run_key)
-        label = f"{p.run_key}" + (f" ({p.probe_file})" if p.probe_file != "probe.json" else "")
-        wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
-        if read_probe(workdir, p.probe_file) is not None and not wants_fid:
-            print(f"[{i + 1}/{len(todo)}] {label}: done earlier", flush=True)
-            continue
-        eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
-        print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
-        _reuse_tokenizer(p.run_config, root, workdir)
-        out = modes.run(p.run_config, workdir, "pretrain")
-        _share_tokenizer(p.run_config, root, workdir)
-        if out.get("preempted"):
-            print("Preempted: rerun the same command to resume the ladder.", flush=True)
-            return
-        if read_probe(workdir, p.probe_file) is None:
-            modes.run(p.config, workdir, "probe", options=modes.Options(probe_file=p.probe_file))
-        if wants_fid:
-            modes.run(p.run_config, workdir, "fid")
-        ran += 1
+    with preemption.PreemptionWatch():  # a signal between two runs stops the ladder there, too
+        for i, p in enumerate(todo):
+            workdir = run_dir(root, p.run_key)
+            label = f"{p.run_key}" + (f" ({p.probe_file})" if p.probe_file != "probe.json" else "")
+            wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
+            if read_probe(workdir, p.probe_file) is not None and not wants_fid:
+                print(f"[{i + 1}/{len(todo)}] {label}: done earlier", flush=True)
+                continue
+            eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
+            print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
+            _reuse_tokenizer(p.run_config, root, workdir)
+            stopped = modes.run(p.run_config, workdir, "pretrain").get("preempted")
+            _share_tokenizer(p.run_config, root, workdir)
+            if not stopped and read_probe(workdir, p.probe_file) is None:
+                stopped = modes.run(p.config, workdir, "probe",
+                                    options=modes.Options(probe_file=p.probe_file)).get("preempted")
+            if not stopped and wants_fid:
+                stopped = modes.run(p.run_config, workdir, "fid").get("preempted")
+            if stopped or preemption.received():
+                print(preemption.line("rerun the same command to resume the ladder"), flush=True)
+                return False
+            ran += 1
+    return True
 
 
 def _tokenizer_cache(config, root: str):

@@ -265,7 +265,7 @@ def _save_training(path: str, state, step: int, recipe: dict) -> None:
 
 def _restore(path: str, template, recipe: dict):
     """(state, step) from `_save_training`; the recipe must be the one being trained."""
-    data = files.read_npz(path)
+    data = files.read_npz(path, remake="delete it: the conv VAE's training starts over")
     stored = json.loads(str(data["recipe"]))
     if stored != json.loads(json.dumps(recipe, sort_keys=True)):
         changed = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
@@ -285,7 +285,7 @@ def save(tok: ConvVAETokenizer, path: str) -> None:
 
 def load(path: str, cfg: ConvVAEConfig) -> ConvVAETokenizer:
     """Reads a tokenizer written by `save`, checking its hash and that its network matches `cfg`."""
-    data = files.read_npz(path)
+    data = files.read_npz(path, remake="delete it: the tokenizer stage (--mode=tokenizer, or any run) trains it again")
     if str(data.get("format", "")) != _FORMAT:
         raise PCAMismatchError(f"{path} is not a conv VAE tokenizer file; delete it so it is retrained", "format",
                                data.get("format"), _FORMAT)

@@ -1,13 +1,22 @@
-"""Tokenizer files: pickle-free .npz written atomically, with a content hash over the metadata and arrays that
-loading recomputes, so a corrupt or edited file is refused instead of silently used."""
+"""The .npz files a run writes (tokenizers, training states, caches): pickle-free, written atomically, read with
+one error line for a damaged file that names it and how to make it again. Tokenizer files also hold a content
+hash over their metadata and arrays that loading recomputes, so an edited file is refused too."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import zipfile
 
 import numpy as np
 from etils import epath
+
+from ldae_jax.errors import UserError
+
+
+class DamagedFileError(UserError):
+    """A file the run wrote earlier cannot be read back, or holds non-finite numbers."""
 
 
 def content_hash(meta: dict, arrays: dict) -> str:
@@ -22,15 +31,29 @@ def content_hash(meta: dict, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save_npz(path: str, arrays: dict, extra: dict) -> None:
-    """Writes float32 `arrays` and `extra` (scalars, strings) to `path` via a temp file and a rename."""
+def save_npz(path: str, arrays: dict, extra: dict, dtype=np.float32) -> None:
+    """Writes `arrays` as `dtype` and `extra` (scalars, strings) to `path` via a temp file and a rename (a temp
+    file of its own per process: two writers never share one)."""
     path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as f:
-        np.savez(f, **{k: np.asarray(v, np.float32) for k, v in arrays.items()}, **extra)
+        np.savez(f, **{k: np.asarray(v, dtype) for k, v in arrays.items()}, **extra)
     tmp.rename(path)
 
 
-def read_npz(path: str) -> dict:
-    with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+def read_npz(path: str, remake: str = "delete it and rerun: the run makes it again") -> dict:
+    """The arrays of an .npz written by `save_npz`; a truncated, corrupt or non-finite file is one
+    DamagedFileError that names the file and what to do (`remake`)."""
+    try:
+        with epath.Path(path).open("rb") as f, np.load(f, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DamagedFileError(f"{path} is damaged and cannot be read ({reason}); {remake}") from None
+    bad = [k for k, v in data.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if bad:
+        raise DamagedFileError(f"{path} holds NaN or inf values (in {', '.join(bad[:3])}): a damaged file, or one "
+                               f"made from a diverged fit; {remake}")
+    return data

@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from etils import epath
 from jax.experimental import multihost_utils
 
 from ldae_jax.errors import DivergenceError, UserError
-from ldae_jax.runtime import hosts as hosts_lib
+from ldae_jax.runtime import hosts as hosts_lib, preemption
 from ldae_jax.tokenizers import files, kind
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
@@ -122,6 +121,8 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
     opt_state = opt.init(params)
     start = time.perf_counter()
     for i in range(steps):
+        if i % 100 == 0:
+            preemption.stop_here("the patch AE's training")
         params, opt_state, loss, recon = step(params, opt_state, jax.random.fold_in(key, i))
     if not np.isfinite(float(loss)):
         raise DivergenceError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.patch_ae.lr")
@@ -144,7 +145,7 @@ def save(ae: PatchAE, path: str) -> None:
 
 def load(path: str, *, patch_size: int, channels: int, d: int, variational: bool) -> PatchAE:
     """Reads a tokenizer written by `save`, checking its hash and that it matches the config."""
-    data = files.read_npz(path)
+    data = files.read_npz(path, remake="delete it: the tokenizer stage (--mode=tokenizer, or any run) trains it again")
     if str(data.get("format", "")) != _FORMAT:
         raise PCAMismatchError(f"{path} is not a patch AE/VAE tokenizer file (format {data.get('format')!r}); "
                                f"delete it so it is retrained", "format", data.get("format"), _FORMAT)

@@ -309,7 +309,7 @@ def load(path: str, *, patch_size: int, channels: int, d: int, whiten: bool,
     """
     if not epath.Path(path).is_file():
         raise FileNotFoundError(f"PCA basis {path} does not exist; fit it first (tokenizers.pca.fit then save)")
-    data = files.read_npz(path)
+    data = files.read_npz(path, remake="delete it: the tokenizer stage (--mode=tokenizer, or any run) fits it again")
     required = _ARRAY_FIELDS + _META_FIELDS + ("content_hash", "format")
     missing = [k for k in required if k not in data]
     if missing:

@@ -19,7 +19,7 @@ from etils import epath
 
 from ldae_jax.data import pipeline, splits
 from ldae_jax.errors import UserError
-from ldae_jax.runtime import hosts as hosts_lib
+from ldae_jax.runtime import hosts as hosts_lib, preemption
 from ldae_jax.tokenizers import kind, pca as pca_lib
 
 PATCHES_PER_IMAGE = 16
@@ -40,6 +40,7 @@ def host_patches(config, builder):
     rng = np.random.default_rng(config.seed + 1_000_003 * jax.process_index())  # distinct draws per host
     done = 0
     while done < n:
+        preemption.stop_here("the tokenizer's patch sampling")
         images = pipeline.normalize_images(next(stream)["image"])  # float32: the accumulator's fast path
         take = min(n - done, per_image * images.shape[0])
         done += take

@@ -16,25 +16,59 @@ from ldae_jax.train import sharding
 
 
 class MetricsLog:
-    def __init__(self, workdir: str):
+    """`metrics.jsonl` (one JSON line per log interval) and TensorBoard; process 0 writes.
+
+    The file is replaced whole at each write (a temporary file, then a rename: cloud storage cannot append, and a
+    full disk then leaves the previous version, never half a line). A resumed run keeps the lines up to the step
+    it resumes from and drops the rest, so no step is logged twice; a torn line left by another writer is
+    dropped on opening.
+    """
+
+    def __init__(self, workdir: str, resume_step: int | None = None):
         self.is_writer = jax.process_index() == 0
         self.writer = metric_writers.create_default_writer(
             workdir, just_logging=not self.is_writer, asynchronous=False
         )
-        # Rewritten whole at each write (cloud storage cannot append); a resumed run keeps the earlier lines.
         self.path = epath.Path(workdir) / "metrics.jsonl"
-        self.lines = self.path.read_text().splitlines() if self.is_writer and self.path.exists() else []
+        self.lines = []
+        if self.is_writer:
+            kept = [json.dumps(m) for m in read(self.path)
+                    if resume_step is None or m.get("step", 0) <= resume_step]
+            self.lines = kept
+            if self.path.exists():
+                self._flush()
 
     def write(self, step: int, scalars: dict) -> None:
         scalars = {k: float(v) for k, v in scalars.items()}
         self.writer.write_scalars(step, scalars)
         if self.is_writer:
             self.lines.append(json.dumps({"step": step, **scalars}))
-            self.path.write_text("\n".join(self.lines) + "\n")
+            self._flush()
+
+    def _flush(self) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.tmp")
+        tmp.write_text("\n".join(self.lines) + "\n" if self.lines else "")
+        tmp.replace(self.path)
 
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+def read(path) -> list[dict]:
+    """The records of a metrics.jsonl; a line that is not a whole JSON record (a torn write) is skipped."""
+    path = epath.Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
 
 
 def describe_state(abstract_state, shardings, mesh, workdir: str) -> str:
@@ -77,7 +111,8 @@ class Progress:
 
 
 def log_line(step: int, total: int, scalars: dict, speed: dict) -> str:
+    skipped = f"  skipped {int(scalars['skipped_steps'])} non-finite" if scalars.get("skipped_steps") else ""
     return (
         f"step {step}/{total} ({100 * step / total:.0f}%)  loss {scalars['loss']:.4f}  "
-        f"lr {scalars['lr']:.2e}  {speed['images_per_s']:.0f} img/s  ETA {format_duration(speed['eta_s'])}"
+        f"lr {scalars['lr']:.2e}  {speed['images_per_s']:.0f} img/s  ETA {format_duration(speed['eta_s'])}{skipped}"
     )

@@ -28,24 +28,28 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
     'skipped_steps'}.
 
     `stop_after` ends the run early at that step with a checkpoint, as an interruption would (a rerun resumes).
-    SIGTERM does the same at the next step. `allow_config_change` resumes a checkpoint written under another
-    config (with a warning) instead of refusing.
+    SIGTERM or SIGINT does the same at the next step. `allow_config_change` resumes a checkpoint written under
+    another config (with a warning) instead of refusing. The run's config.json is written once the workdir's
+    checkpoint (if any) is accepted as this run's.
     """
     config, workdir = exp.config, exp.workdir
     tokenizer = exp.tokenizer
-    if jax.process_index() == 0:
-        config_lib.save_config(config, workdir)
     tc = config.train
     total_steps, lr_fn, tx = exp.optimizer()
     key = jax.random.key(config.seed)
     abstract = state_lib.abstract_state(exp.model_cfg, tx, key)
     shardings = state_lib.state_shardings(abstract, exp.mesh)
-    if jax.process_index() == 0:
-        print(metrics.describe_state(abstract, shardings, exp.mesh, workdir), flush=True)
     ckpt = exp.checkpointer()
     meta = exp.meta()
-    train_state = checkpoint.restore_latest(ckpt, abstract, shardings, meta, workdir,
-                                            allow_config_change=allow_config_change)
+    try:
+        train_state = checkpoint.restore_latest(ckpt, abstract, shardings, meta, workdir,
+                                                allow_config_change=allow_config_change)
+    except BaseException:
+        ckpt.close()
+        raise
+    if jax.process_index() == 0:
+        config_lib.save_config(config, workdir)
+        print(metrics.describe_state(abstract, shardings, exp.mesh, workdir), flush=True)
     if train_state is None:
         train_state = state_lib.create_state(exp.model_cfg, tx, key, shardings)
     elif jax.process_index() == 0:
@@ -61,7 +65,7 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
         image_size=config.data.image_size, augment=config.data.augment, flip=config.data.flip,
         seed=config.seed, start_step=start,
     )
-    log = metrics.MetricsLog(workdir)
+    log = metrics.MetricsLog(workdir, resume_step=start)
     progress = metrics.Progress(total_steps, tc.batch_size, start)
     watch = preemption.PreemptionWatch()
     pending = []  # device scalars since the last check: no host sync inside the loop
@@ -88,26 +92,32 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
                     f"{float(bad[1]['grad_norm'])}); stopped, the last checkpoint (step {ckpt.latest_step()}) is "
                     "kept. Lower train.base_lr, set train.grad_clip, or train.skip_nonfinite=True to skip such steps"
                 )
-            skipped += sum(int(m["nonfinite"]) for m in host)
-            if done % tc.log_every == 0 or done == end:
+            newly_skipped = sum(int(m["nonfinite"]) for m in host)
+            skipped += newly_skipped
+            if done % tc.log_every == 0 or done == end or preempted:
                 good = [m for m in host if not m["nonfinite"]] or host
                 scalars = {k: float(np.mean([m[k] for m in good])) for k in ("loss", "grad_norm")}
                 scalars.update(lr=float(lr_fn(done - 1)), skipped_steps=skipped)
-                speed = progress.report(done)
+                # A preemption cuts an interval short: its numbers are the mean of the steps it holds.
+                speed = {**progress.report(done), "interval_steps": len(host)}
                 log.write(done, {**scalars, **speed})
                 if jax.process_index() == 0:
                     print(metrics.log_line(done, total_steps, scalars, speed), flush=True)
                 last_loss = scalars["loss"]
+            elif newly_skipped and jax.process_index() == 0:
+                print(f"step {done}: skipped {newly_skipped} non-finite step(s), {skipped} in all", flush=True)
             if save:
                 ckpt.save(done, train_state, meta)
             if preempted:
+                ckpt.wait()
                 if jax.process_index() == 0:
-                    print(f"Preempted: checkpoint saved at step {done}; rerun the same command to resume.", flush=True)
+                    print(preemption.line(f"checkpoint saved at step {done}; rerun the same command to resume"),
+                          flush=True)
                 break
     finally:
         watch.close()
-        ckpt.close()
         log.close()
+        ckpt.close()
     exp.remember_params(int(train_state.step), train_state.params)
     return {
         "step": int(train_state.step), "loss": last_loss, "params": train_state.params,

@@ -9,16 +9,13 @@ import json
 from etils import epath
 
 from ldae_jax.errors import UserError
+from ldae_jax.train import metrics
 from ldae_jax.viz import png
 
 
 def read_metrics(path) -> list[dict]:
-    """The lines of a `metrics.jsonl` ({'step': ..., scalar: ...} each), in step order; [] when missing."""
-    path = epath.Path(path)
-    if not path.exists():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted(lines, key=lambda m: m["step"])
+    """The records of a `metrics.jsonl` in step order ([] when missing; a torn line is skipped)."""
+    return sorted(metrics.read(path), key=lambda m: m["step"])
 
 
 def _read_json(path):
