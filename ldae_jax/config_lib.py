@@ -215,7 +215,11 @@ def prepare_workdir(workdir: str, folders=("checkpoints",)) -> None:
 
 
 def save_config(config, workdir: str) -> None:
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    """`workdir/config.json`, replaced atomically (a full disk leaves the previous one whole)."""
+    path = epath.Path(workdir) / "config.json"
+    tmp = path.with_name(f"config.json.{os.getpid()}.tmp")
+    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def upgrade(flat: dict) -> dict:

@@ -56,6 +56,9 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert "Preempted (SIGTERM): checkpoint saved at step" in out
     steps = [int(os.path.basename(p)) for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))]
     assert len(steps) == 1 and 3 <= steps[0] < 2000
+    # It waited for that save (no temporary folder left) and released the workdir.
+    assert [d for d in os.listdir(workdir / "checkpoints") if not d.isdigit()] == []
+    assert not (workdir / ".lock.json").exists()
 
 
 @pytest.mark.slow
@@ -107,7 +110,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
-def test_skip_nonfinite_counts_and_continues(tmp_path):
+def test_skip_nonfinite_counts_and_continues(tmp_path, capsys):
     config = tiny_config(total_steps=20, log_every=5, checkpoint_every=10, base_lr=1e6)
     config.train.skip_nonfinite = True
     out = helpers.pretrain(config, str(tmp_path / "run"))
@@ -115,6 +118,7 @@ def test_skip_nonfinite_counts_and_continues(tmp_path):
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(out["params"]))
     logged = read_metrics(str(tmp_path / "run"))
     assert logged[-1]["skipped_steps"] == out["skipped_steps"]
+    assert f"skipped {out['skipped_steps']} non-finite" in capsys.readouterr().out  # on the console too
 
 
 @pytest.mark.slow

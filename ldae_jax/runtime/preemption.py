@@ -24,7 +24,8 @@ from jax.experimental import multihost_utils
 from ldae_jax.errors import Preempted
 
 EXIT_CODES = {signal.SIGTERM: 0, signal.SIGINT: 130}
-_received: list[int] = []  # the signals of this run, in order
+_received: list[int] = []  # the signals of the open run, in order
+_last: list[int] = []  # the first signal of the run that ended last (what the command line exits with)
 _depth = 0  # nested watches (a ladder's runs, a run's stages) share one installation
 _previous: dict = {}
 
@@ -41,8 +42,8 @@ def _on_signal(signum, frame) -> None:
 
 
 def received() -> int | None:
-    """The first signal of this run (SIGTERM or SIGINT), or None."""
-    return _received[0] if _received else None
+    """The first signal of the open run (SIGTERM or SIGINT), else of the run that ended last, or None."""
+    return _received[0] if _received else (_last[0] if _last else None)
 
 
 def exit_code() -> int:
@@ -59,6 +60,7 @@ class PreemptionWatch:
         if self._installed:
             if _depth == 0:
                 _received.clear()
+                _last.clear()
                 _previous.update({s: signal.getsignal(s) for s in (signal.SIGINT,)})
                 signal.signal(signal.SIGINT, _on_signal)
                 if not self._multi:  # several processes: JAX's manager owns SIGTERM
@@ -81,6 +83,8 @@ class PreemptionWatch:
                 for s, handler in _previous.items():
                     signal.signal(s, handler)
                 _previous.clear()
+                _last[:] = _received[:1]
+                _received.clear()
 
     def __enter__(self) -> "PreemptionWatch":
         return self
@@ -96,6 +100,7 @@ def line(what: str) -> str:
 
 
 def stop_here(what: str) -> None:
-    """Raise Preempted if a signal arrived: for work with nothing to save (`what` says what is lost)."""
-    if _received:
+    """Raise Preempted if a signal arrived while a watch is open: for work with nothing to save (`what` says
+    what is lost)."""
+    if _received and _depth:
         raise Preempted(f"stopped during {what}, which has nothing to save: rerun the same command to do it again")

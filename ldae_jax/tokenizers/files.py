@@ -38,7 +38,7 @@ def save_npz(path: str, arrays: dict, extra: dict, dtype=np.float32) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as f:
         np.savez(f, **{k: np.asarray(v, dtype) for k, v in arrays.items()}, **extra)
-    tmp.rename(path)
+    tmp.replace(path)
 
 
 def read_npz(path: str, remake: str = "delete it and rerun: the run makes it again") -> dict:

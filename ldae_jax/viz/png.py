@@ -29,5 +29,5 @@ def save_figure(fig, path: str, dpi: int = 110) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(buffer.getvalue())
-    tmp.rename(path)
+    tmp.replace(path)
     return str(path)
