@@ -4,6 +4,7 @@ experiment configs, every import inside a function says why it is there, and the
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import venv
@@ -109,11 +110,12 @@ def test_every_import_inside_a_function_gives_its_reason():
 def test_the_paper_notes_are_in_the_repository_and_nothing_points_outside():
     assert (REPO / "docs" / "paper_notes.md").is_file()
     offenders = []
+    outside = re.compile(r"\.\./shared|\b(PAPER|DESIGN|STYLE|STACK)\.md")  # the design card's files
     for path in [*PACKAGE.rglob("*.py"), *(REPO / "configs").rglob("*.py"), *(REPO / "bench").rglob("*"),
-                 *(REPO / "launch").rglob("*"), *(REPO / "docs").rglob("*.md"), REPO / "README.md", REPO / "setup.py"]:
-        if path.is_file() and path.suffix in (".py", ".md", ".sh", ".ipynb"):
-            text = path.read_text(errors="replace")
-            if "PAPER.md" in text or "../shared" in text:
+                 *(REPO / "launch").rglob("*"), *(REPO / "docs").rglob("*.md"), *(REPO / "tests").rglob("*"),
+                 REPO / "README.md", REPO / "setup.py"]:
+        if path.is_file() and path.suffix in (".py", ".md", ".sh", ".ipynb", ".txt") and path != pathlib.Path(__file__):
+            if outside.search(path.read_text(errors="replace")):
                 offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
 
