@@ -22,7 +22,7 @@ from etils import epath
 from ldae_jax import config_lib, experiment, export, preflight
 from ldae_jax.errors import Preempted, UserError
 from ldae_jax.evaluate import fid_eval, finetune, probe
-from ldae_jax.runtime import lock, preemption
+from ldae_jax.runtime import lock, preemption, timings
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import pretrain
 from ldae_jax.viz import denoising, samples
@@ -120,13 +120,16 @@ def run(config, workdir: str, mode: str = "all", *, options: Options = Options()
     stages = stages_of(mode)
     if not checked:
         check(config, mode, workdir=workdir, options=options)
-    out, start = {}, time.perf_counter()
+    out, start, before = {}, time.perf_counter(), timings.process_age()
     config_lib.prepare_workdir(workdir)  # every folder the run writes, before it takes the workdir's lock
-    with preemption.PreemptionWatch(), lock.hold(workdir, f"--mode={mode}", take_over=options.take_over):
-        exp = experiment.Experiment(config, workdir)
+    with (timings.record() as clock, preemption.PreemptionWatch(),
+          lock.hold(workdir, f"--mode={mode}", take_over=options.take_over)):
+        with timings.phase("set-up (dataset, mesh, model)"):
+            exp = experiment.Experiment(config, workdir)
         try:
             for stage in stages:
-                out[stage.name] = stage.run(exp, options)
+                with timings.phase(stage.name):
+                    out[stage.name] = stage.run(exp, options)
                 if isinstance(out[stage.name], dict) and out[stage.name].get("preempted"):
                     out["preempted"] = True
                     return out
@@ -137,8 +140,11 @@ def run(config, workdir: str, mode: str = "all", *, options: Options = Options()
             return out
     out["seconds"] = time.perf_counter() - start
     if jax.process_index() == 0:
+        timings.write(clock, epath.Path(workdir) / "timings.json")
+        print(clock.table({"start-up (Python, imports, JAX)": before} if before is not None else None))
         for name in ("figure", "samples"):
             if name in out:
                 print(f"Figure: {out[name]}")
-        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir}")
+        print(f"Done ({mode}) in {out['seconds'] / 60:.1f} min; outputs in {workdir} (timings.json: where the "
+              "time went)")
     return out

@@ -27,6 +27,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.data.flip = False  # [open] DiT flips; the paper does not say
     c.data.train_split = "train"
     c.data.eval_split = "validation"
+    # A centre-crop run whose decoded split takes at most this many MB per host reads it once and cuts batches
+    # from memory (no epoch-boundary stall); 0 = always stream through tf.data (ldae_jax/data/in_memory.py).
+    c.data.in_memory_mb = 1024
 
     # The tokenizer: its kind, the geometry every kind shares, then one group per kind for its own recipe.
     c.tokenizer = ml_collections.ConfigDict()
@@ -177,7 +180,7 @@ RANGES = {
     "tokenizer.conv_vae.lr": "(0, inf)", "tokenizer.conv_vae.kl_weight": "[0, inf)",
     "tokenizer.conv_vae.checkpoint_every": "[1, inf)", "tokenizer.conv_vae.perceptual_weight": "[0, inf)",
     "tokenizer.conv_vae.adversarial_weight": "[0, inf)", "tokenizer.conv_vae.adversarial_start": "[0, inf)",
-    "data.image_size": "[1, inf)",
+    "data.image_size": "[1, inf)", "data.in_memory_mb": "[0, inf)",
     "objective.w_res": "[0, inf)", "objective.label_dropout": "[0, 1)",
     "noise.T": "[1, inf)", "noise.sigma_max": "(0, inf)", "noise.single_sigma": "(0, inf)",
     "model.width": "[0, inf)", "model.num_heads": "[0, inf)", "model.encoder_depth": "[0, inf)",

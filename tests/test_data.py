@@ -173,6 +173,80 @@ def test_bad_train_arguments_fail_at_the_call(fm_builder, kwargs, message):
         _train(fm_builder, **kwargs)
 
 
+# ----------------------------------------------------------------------------------- held in host memory
+
+
+def _in_memory(builder, **overrides):
+    return _train(builder, **{"augment": "center_crop", "in_memory_mb": 64, **overrides})
+
+
+def _contents(batches):
+    return collections.Counter((x.tobytes(), int(y)) for b in batches for x, y in zip(b["image"], b["label"]))
+
+
+@needs_debian_files
+def test_a_split_held_in_memory_visits_each_example_once_per_epoch_and_resumes_exactly(fm_builder):
+    # 1000 examples, 2 processes x 50 per batch: 10 host batches an epoch, nothing dropped; 25 steps cross two
+    # epoch boundaries.
+    kw = dict(global_batch_size=100, process_count=2, flip=False)
+    seen = []
+    for index in range(2):
+        stream = _take(_in_memory(fm_builder, process_index=index, **kw), 25)
+        assert stream[0]["image"].shape == (50, 28, 28, 1) and stream[0]["image"].dtype == np.uint8
+        assert stream[0]["label"].dtype == np.int32
+        assert _contents(stream[:10]) == _contents(stream[10:20])  # each epoch: every host example once
+        assert not np.array_equal(stream[0]["label"], stream[10]["label"])  # epochs in another order
+        _assert_same_batches(stream, _take(_in_memory(fm_builder, process_index=index, **kw), 25))
+        for start in (1, 10, 13):
+            _assert_same_batches(stream[start:], _take(_in_memory(fm_builder, process_index=index, start_step=start,
+                                                                  **kw), 25 - start))
+        seen.append(_contents(stream[:10]))
+    assert seen[0] + seen[1] == _split_contents(fm_builder, "train[:1000]")  # the hosts' slices are disjoint
+    # The same examples as the tf.data stream of the same split, in another order.
+    streamed = _take(_in_memory(fm_builder, process_index=0, in_memory_mb=0, **kw), 10)
+    assert _contents(streamed) == seen[0]
+    other = _take(_in_memory(fm_builder, process_index=0, seed=4, **kw), 1)[0]
+    assert not np.array_equal(other["label"], _take(_in_memory(fm_builder, process_index=0, **kw), 1)[0]["label"])
+
+
+@needs_debian_files
+def test_flips_in_memory_mirror_the_drawn_half_and_leave_the_held_split_as_it_was(fm_builder):
+    plain = _take(_in_memory(fm_builder, flip=False), 3)
+    flipped = _take(_in_memory(fm_builder, flip=True), 3)
+    mirrored = 0
+    for a, b in zip(plain, flipped):
+        np.testing.assert_array_equal(a["label"], b["label"])  # the same order: flips are drawn after it
+        same = [np.array_equal(x, y) for x, y in zip(a["image"], b["image"])]
+        mirror = [np.array_equal(x[:, ::-1], y) for x, y in zip(a["image"], b["image"])]
+        assert all(s or m for s, m in zip(same, mirror))
+        mirrored += sum(m and not s for s, m in zip(same, mirror))
+    assert 0.35 < mirrored / (3 * 64) < 0.65
+    _assert_same_batches(plain, _take(_in_memory(fm_builder, flip=False), 3))  # the held arrays never change
+
+
+@needs_debian_files
+def test_a_split_larger_than_in_memory_mb_streams_through_tf_data(fm_builder):
+    # train[:1000] at 28 px is 0.75 MB decoded: held at 1 MB, streamed below it (and for other augmentations).
+    held = _take(_in_memory(fm_builder, in_memory_mb=1), 2)
+    assert not np.array_equal(held[0]["label"], _take(_in_memory(fm_builder, in_memory_mb=0), 1)[0]["label"])
+    _assert_same_batches(_take(_train(fm_builder, in_memory_mb=64), 3), _take(_train(fm_builder), 3))
+    with pytest.raises(DataError, match="in_memory_mb=-1"):
+        _in_memory(fm_builder, in_memory_mb=-1)
+
+
+@needs_debian_files
+def test_eval_batches_from_memory_are_the_streamed_ones(fm_builder):
+    for index in range(3):  # slices of 3 and 2 of test[:8], host batch 2: padding in the last batch of each
+        kw = dict(split="test[:8]", global_batch_size=6, image_size=20, process_index=index, process_count=3)
+        streamed = list(pipeline.eval_batches(fm_builder, **kw))
+        held = list(pipeline.eval_batches(fm_builder, in_memory_mb=64, **kw))
+        assert len(held) == len(streamed) == 2
+        for a, b in zip(streamed, held):
+            for key in ("image", "label", "mask"):
+                np.testing.assert_array_equal(a[key], b[key])
+                assert a[key].dtype == b[key].dtype
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 
 

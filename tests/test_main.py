@@ -47,6 +47,16 @@ def test_quickstart_tiny_end_to_end_on_fashion_mnist(tmp_path):
     probe = check_outputs(workdir)
     assert probe["step"] == 20 and out["pretrain"]["step"] == 20
     assert probe["results"]["pixels"]["test_top1"] > 50  # raw Fashion-MNIST pixels are linearly informative
+    # Where the time went: every stage and the phases inside them, adding up to no more than the command.
+    timed = json.loads((tmp_path / "run" / "timings.json").read_text())
+    phases = {p["phase"]: p["seconds"] for p in timed["phases"]}
+    for name in ("set-up (dataset, mesh, model)", "tokenizer", "tokenizer / sampling patches", "pretrain",
+                 "pretrain / compiling the train step", "pretrain / waiting for the next batch", "probe",
+                 "probe / l-DAE: features", "probe / pixels: linear head", "figure"):
+        assert name in phases, name
+    assert phases["pretrain / compiling the train step"] > 0
+    top = sum(s for p, s in phases.items() if " / " not in p)
+    assert 0.5 * timed["total_s"] < top <= timed["total_s"]
     # The probe alone, rerun from the workdir's own config.json, reproduces the same numbers.
     from ldae_jax import config_lib
 

@@ -3,8 +3,10 @@
 Every host reads only its own slice of a split (`tfds.split_for_jax_process`). The training stream is infinite and
 a deterministic function of (seed, process slice): epoch e is shuffled with a seed made from (seed, process, e),
 and augmentation uses stateless random ops keyed on (seed, process, e, position in the epoch). So `start_step`
-resumes exactly, by skipping serialized records before any decoding. Images stay uint8; `normalize_images` maps
-them to [-1, 1] on device.
+resumes exactly, by skipping serialized records before any decoding. A centre-crop split small enough for host
+memory (`in_memory_mb`) skips tf.data after one read and is cut by index (`in_memory.py`), which is as exact and
+has no shuffle buffer to refill at each epoch. Images stay uint8; `normalize_images` maps them to [-1, 1] on
+device.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ldae_jax.data import augment as augment_lib, tf_setup  # noqa: F401  (tf_setup hides GPUs from TensorFlow)
+from ldae_jax.data import augment as augment_lib, in_memory, tf_setup  # noqa: F401  (tf_setup hides GPUs from TF)
 from ldae_jax.data.splits import num_examples
 from ldae_jax.errors import DataError
 
@@ -161,10 +163,13 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
                    augment: str, seed: int, start_step: int = 0, process_index: int | None = None,
                    process_count: int | None = None, flip: bool = False,
                    scale: Sequence[float] = MAE_SCALE, ratio: Sequence[float] = MAE_RATIO,
-                   shuffle_buffer: int = 50_000, rand_augment: tuple[float, float] | None = None) -> Iterator[dict]:
+                   shuffle_buffer: int = 50_000, rand_augment: tuple[float, float] | None = None,
+                   in_memory_mb: int = 0) -> Iterator[dict]:
     """Infinite host-local batches {"image": uint8 [b, S, S, C], "label": int32 [b]}, b = global / processes.
 
     `rand_augment` (magnitude, magnitude std) adds RandAugment after the crop and flip (fine-tuning).
+    A centre-crop stream whose decoded host split takes at most `in_memory_mb` MB is read once and cut from
+    memory (`in_memory.py`: no epoch-boundary stall; its order is another, equally exact, function of the seed).
 
     Each epoch yields `num_examples(host slice) // b` batches (the remainder is dropped), so step k is at
     (epoch, offset) = divmod(k, steps_per_epoch) and `start_step=k` gives exactly the batches an uninterrupted
@@ -172,8 +177,9 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
     """
     process_index, process_count, batch = _process_and_batch(global_batch_size, process_index, process_count)
     feature = _check_image_args(builder, image_size, augment, scale, ratio)
-    if seed < 0 or start_step < 0 or shuffle_buffer < 1:
-        raise DataError(f"seed={seed}, start_step={start_step} must be >= 0 and shuffle_buffer={shuffle_buffer} > 0.")
+    if seed < 0 or start_step < 0 or shuffle_buffer < 1 or in_memory_mb < 0:
+        raise DataError(f"seed={seed}, start_step={start_step}, in_memory_mb={in_memory_mb} must be >= 0 and "
+                        f"shuffle_buffer={shuffle_buffer} > 0.")
     num_examples(builder, split)  # a bad split fails here, named as the user wrote it
     host_split = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count,
                                             drop_remainder=True)  # equal slices: equal epochs on all hosts
@@ -182,6 +188,10 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
     if steps_per_epoch == 0:
         raise DataError(f"{builder.name} {split!r} gives each of {process_count} processes {host_examples} examples, "
                         f"fewer than one host batch of {batch}; use a smaller batch or a larger split.")
+    if augment == "center_crop" and rand_augment is None and _fits(host_examples, image_size, feature, in_memory_mb):
+        images, labels = _held(builder, feature, host_split, image_size, host_examples)
+        return in_memory.train_batches(images, labels, batch=batch, seed=seed, process_index=process_index,
+                                       start_step=start_step, flip=flip)
     decode = _decode_train(feature, image_size, augment, flip, scale, ratio)
 
     def epoch_dataset(epoch: int, first_step: int) -> tf.data.Dataset:
@@ -223,12 +233,39 @@ def train_iterator(builder: tfds.core.DatasetBuilder, *, split: str, global_batc
     return batches()
 
 
+def _fits(examples: int, image_size: int, feature, in_memory_mb: int) -> bool:
+    return in_memory_mb > 0 and in_memory.decoded_bytes(examples, image_size, feature.shape[-1]) <= in_memory_mb * 2**20
+
+
+def _centre_crops(builder, feature, host_split: str, image_size: int, host_examples: int) -> tf.data.Dataset:
+    """The examples of `host_split` in stored order as {"image": its centre crop, "label", "mask": True}."""
+    ds = builder.as_dataset(split=host_split, shuffle_files=False,
+                            read_config=tfds.ReadConfig(try_autocache=False, options=_options()),
+                            decoders={"image": tfds.decode.SkipDecoding()})
+
+    def example(ex):
+        image = center_crop(feature.decode_example(ex["image"]), image_size)
+        return {"image": image, "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}
+
+    return ds.take(host_examples).map(example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _held(builder, feature, host_split: str, image_size: int, host_examples: int):
+    """(images, labels) of `host_split` from memory, read there by one centre-crop pass the first time."""
+    return in_memory.host_arrays(
+        builder, host_split, image_size,
+        lambda: _centre_crops(builder, feature, host_split, image_size, host_examples).batch(1024)
+        .prefetch(2).with_options(_options()).as_numpy_iterator())
+
+
 def eval_batches(builder: tfds.core.DatasetBuilder, *, split: str, global_batch_size: int, image_size: int,
-                 process_index: int | None = None, process_count: int | None = None) -> Iterator[dict]:
+                 process_index: int | None = None, process_count: int | None = None,
+                 in_memory_mb: int = 0) -> Iterator[dict]:
     """One centre-cropped pass over this host's slice: {"image": uint8 [b,S,S,C], "label": int32 [b], "mask": bool [b]}.
 
     Padding examples (mask False) fill the last batch and, where a host's slice is shorter, whole batches, so every
-    host yields ceil(largest slice / b) batches and every example of the split is counted exactly once.
+    host yields ceil(largest slice / b) batches and every example of the split is counted exactly once. A slice
+    of at most `in_memory_mb` MB decoded is read once per process and then served from memory (same batches).
     """
     process_index, process_count, batch = _process_and_batch(global_batch_size, process_index, process_count)
     feature = _check_image_args(builder, image_size, "center_crop", MAE_SCALE, MAE_RATIO)
@@ -237,15 +274,11 @@ def eval_batches(builder: tfds.core.DatasetBuilder, *, split: str, global_batch_
                    for i in range(process_count)]
     sizes = [num_examples(builder, s) for s in host_splits]
     steps, host_examples = -(-max(sizes) // batch), sizes[process_index]
-    ds = builder.as_dataset(split=host_splits[process_index], shuffle_files=False,
-                            read_config=tfds.ReadConfig(try_autocache=False, options=_options()),
-                            decoders={"image": tfds.decode.SkipDecoding()})
-
-    def example(ex):
-        image = center_crop(feature.decode_example(ex["image"]), image_size)
-        return {"image": image, "label": tf.cast(ex["label"], tf.int32), "mask": tf.constant(True)}
-
-    ds = ds.take(host_examples).map(example, num_parallel_calls=tf.data.AUTOTUNE)
+    host_split = host_splits[process_index]
+    if _fits(host_examples, image_size, feature, in_memory_mb):
+        images, labels = _held(builder, feature, host_split, image_size, host_examples)
+        return in_memory.eval_batches(images, labels, batch=batch, steps=steps)
+    ds = _centre_crops(builder, feature, host_split, image_size, host_examples)
     padding = tf.data.Dataset.from_tensors({
         "image": tf.zeros([image_size, image_size, feature.shape[-1]], tf.uint8),
         "label": tf.constant(0, tf.int32), "mask": tf.constant(False)})

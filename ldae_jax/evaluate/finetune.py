@@ -118,7 +118,8 @@ def evaluate(run, graphdef, input_fn, trees: dict, batch_size: int) -> dict:
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size
     correct, total = {k: 0 for k in trees}, 0
     for local in pipeline.eval_batches(run.builder, split=run.config.data.eval_split, global_batch_size=batch_size,
-                                       image_size=run.config.data.image_size):
+                                       image_size=run.config.data.image_size,
+                                       in_memory_mb=run.config.data.in_memory_mb):
         batch = sharding.global_batch(local, run.mesh)
         y, m = (np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in (batch["label"], batch["mask"]))
         total += int(m.sum())

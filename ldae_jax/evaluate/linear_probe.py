@@ -65,7 +65,8 @@ def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.n
     # The feature batch only sets speed, never results: round it up to a multiple of the devices.
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size
     batches = pipeline.eval_batches(
-        run.builder, split=split, global_batch_size=batch_size, image_size=run.config.data.image_size
+        run.builder, split=split, global_batch_size=batch_size, image_size=run.config.data.image_size,
+        in_memory_mb=run.config.data.in_memory_mb,
     )
     for i, local in enumerate(batches):
         preemption.stop_here("the probe's feature extraction")

@@ -75,7 +75,8 @@ def _evaluate(run, features, params, head, split: str, batch_size: int) -> float
     correct = total = 0
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size  # speed only: a multiple of the devices
     for i, local in enumerate(pipeline.eval_batches(run.builder, split=split, global_batch_size=batch_size,
-                                                    image_size=run.config.data.image_size)):
+                                                    image_size=run.config.data.image_size,
+                                                    in_memory_mb=run.config.data.in_memory_mb)):
         batch = sharding.global_batch(local, run.mesh)
         pred, y, m = (np.asarray(multihost_utils.process_allgather(a, tiled=True))
                       for a in (predict(head, params, batch["image"], i), batch["label"], batch["mask"]))

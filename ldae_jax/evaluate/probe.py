@@ -14,6 +14,7 @@ from etils import epath
 
 from ldae_jax.errors import UserError
 from ldae_jax.evaluate import linear_probe, paper_probe
+from ldae_jax.runtime import timings
 from ldae_jax.train import state as state_lib
 
 BASELINES = ("random_init", "pixels")
@@ -63,18 +64,22 @@ def run_probe(exp, output: str = "probe.json") -> dict:
         if jax.process_index() == 0:
             print(f"Probing {name} ({p.mode} protocol):", flush=True)
         if p.mode == "paper":
-            out = paper_probe.train_and_evaluate(run, features, weights, num_classes=num_classes, seed=config.seed,
-                                                 state_path=str(epath.Path(workdir) / f"probe_state_{name}.npz"))
+            with timings.phase(f"{name}: paper protocol"):
+                out = paper_probe.train_and_evaluate(run, features, weights, num_classes=num_classes,
+                                                     seed=config.seed,
+                                                     state_path=str(epath.Path(workdir) / f"probe_state_{name}.npz"))
             dim = paper_probe.feature_dim(run, features, weights)
         else:
             def cached(images, i, features=features, weights=weights):
                 return features(weights, images, i)
 
-            train = linear_probe.extract(run, cached, config.data.train_split, p.feature_batch_size, "train")
-            test = linear_probe.extract(run, cached, config.data.eval_split, p.feature_batch_size, "test")
-            out = linear_probe.train_linear_probe(
-                train, test, num_classes=num_classes, epochs=p.epochs, batch_size=p.batch_size, base_lr=p.base_lr,
-                optimizer=p.optimizer, seed=config.seed)
+            with timings.phase(f"{name}: features"):
+                train = linear_probe.extract(run, cached, config.data.train_split, p.feature_batch_size, "train")
+                test = linear_probe.extract(run, cached, config.data.eval_split, p.feature_batch_size, "test")
+            with timings.phase(f"{name}: linear head"):
+                out = linear_probe.train_linear_probe(
+                    train, test, num_classes=num_classes, epochs=p.epochs, batch_size=p.batch_size,
+                    base_lr=p.base_lr, optimizer=p.optimizer, seed=config.seed)
             dim = int(train[0].shape[1])
         out["seconds"] = time.perf_counter() - start
         out["feature_dim"] = dim

@@ -348,7 +348,7 @@ def load_or_fit(config, workdir: str, builder) -> ConvVAETokenizer:
             stream = pipeline.train_iterator(
                 builder, split=config.data.train_split, global_batch_size=r.batch_size,
                 image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
-                start_step=step, process_index=0, process_count=1)
+                start_step=step, process_index=0, process_count=1, in_memory_mb=config.data.in_memory_mb)
             return (b["image"] for b in stream)
 
         vgg = perceptual.load_vgg16(r.perceptual_weights) if r.perceptual_weight > 0 else None

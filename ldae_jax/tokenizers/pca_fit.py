@@ -19,7 +19,7 @@ from etils import epath
 
 from ldae_jax.data import pipeline, splits
 from ldae_jax.errors import UserError
-from ldae_jax.runtime import hosts as hosts_lib, preemption
+from ldae_jax.runtime import hosts as hosts_lib, preemption, timings
 from ldae_jax.tokenizers import kind, pca as pca_lib
 
 PATCHES_PER_IMAGE = 16
@@ -36,6 +36,7 @@ def host_patches(config, builder):
     stream = pipeline.train_iterator(
         builder, split=config.data.train_split, global_batch_size=batch * hosts,
         image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
+        in_memory_mb=config.data.in_memory_mb,
     )
     rng = np.random.default_rng(config.seed + 1_000_003 * jax.process_index())  # distinct draws per host
     done = 0
@@ -52,8 +53,9 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
     channels = builder.info.features["image"].shape[-1]
     acc = pca_lib.CovarianceAccumulator(p * p * channels)
     start = time.perf_counter()
-    for patches in host_patches(config, builder):
-        acc.update(patches)
+    with timings.phase("sampling patches"):
+        for patches in host_patches(config, builder):
+            acc.update(patches)
     acc.count = int(hosts_lib.sum_float64(np.array(acc.count)))
     acc.total, acc.outer = hosts_lib.sum_float64(acc.total), hosts_lib.sum_float64(acc.outer)
     fitted = pca_lib.fit(acc, patch_size=p, channels=channels, d=config.tokenizer.d, whiten=config.tokenizer.pca.whiten)

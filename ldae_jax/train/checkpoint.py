@@ -29,7 +29,9 @@ class CheckpointMismatchError(UserError):
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
 IDENTITY_SECTIONS = ("data", "tokenizer", "objective", "noise", "model", "train", "seed")
 NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite",
-                       "tokenizer.conv_vae.checkpoint_every", "model.attention"}  # attention: same params, same math
+                       "tokenizer.conv_vae.checkpoint_every",
+                       "model.attention",  # same params, same math
+                       "data.in_memory_mb"}  # how the split is read, not which: only the order of its examples
 
 
 def config_fingerprint(config) -> dict:

@@ -6,13 +6,15 @@ different config or tokenizer); logs to TensorBoard, `metrics.jsonl` and the con
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 
 from ldae_jax import config_lib
 from ldae_jax.data import pipeline
 from ldae_jax.errors import DivergenceError
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import preemption, timings
 from ldae_jax.train import checkpoint, metrics, sharding, state as state_lib
 
 
@@ -21,6 +23,21 @@ def _first_nonfinite(host_metrics: list[dict], first_step: int) -> tuple[int, di
         if m["nonfinite"]:
             return first_step + i, m
     return None
+
+
+def _compile(step_fn, train_state, exp, batch_size: int):
+    """The train step compiled ahead of its first call, with a line before and its time after."""
+    if jax.process_index() == 0:
+        print("Compiling the train step ...", end=" ", flush=True)
+    begin = time.perf_counter()
+    with timings.phase("compiling the train step"):
+        shape = (batch_size, exp.config.data.image_size, exp.config.data.image_size, exp.channels)
+        images = jax.ShapeDtypeStruct(shape, np.uint8, sharding=sharding.batch_sharding(exp.mesh))
+        labels = jax.ShapeDtypeStruct((batch_size,), np.int32, sharding=sharding.batch_sharding(exp.mesh))
+        compiled = step_fn.lower(train_state, images, labels).compile()
+    if jax.process_index() == 0:
+        print(f"{time.perf_counter() - begin:.1f}s", flush=True)
+    return compiled
 
 
 def train(exp, *, stop_after: int | None = None, allow_config_change: bool = False) -> dict:
@@ -63,17 +80,22 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
     batches = pipeline.train_iterator(
         exp.builder, split=config.data.train_split, global_batch_size=tc.batch_size,
         image_size=config.data.image_size, augment=config.data.augment, flip=config.data.flip,
-        seed=config.seed, start_step=start,
+        seed=config.seed, start_step=start, in_memory_mb=config.data.in_memory_mb,
     )
     log = metrics.MetricsLog(workdir, resume_step=start)
-    progress = metrics.Progress(total_steps, tc.batch_size, start)
     watch = preemption.PreemptionWatch()
     pending = []  # device scalars since the last check: no host sync inside the loop
     last_loss, skipped, preempted = float("nan"), 0, False
     end = total_steps if stop_after is None else min(stop_after, total_steps)
+    waited = 0.0  # host seconds spent waiting for the next batch
     try:
+        if start < end:  # compiled before the first step, so its time is neither in the ETA nor a silent pause
+            step_fn = _compile(step_fn, train_state, exp, tc.batch_size)
+        progress = metrics.Progress(total_steps, tc.batch_size, start)
         for step in range(start, end):
+            asked = time.perf_counter()
             host_batch = next(batches)
+            waited += time.perf_counter() - asked
             batch = sharding.global_batch({"image": host_batch["image"], "label": host_batch["label"]}, exp.mesh)
             train_state, step_metrics = step_fn(train_state, batch["image"], batch["label"])
             pending.append(step_metrics)
@@ -115,6 +137,7 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
                           flush=True)
                 break
     finally:
+        timings.add("waiting for the next batch", waited)
         watch.close()
         log.close()
         ckpt.close()

@@ -107,6 +107,7 @@ def first_test_images(run, num_images: int) -> np.ndarray:
         pipeline.eval_batches(
             run.builder, split=config.data.eval_split, global_batch_size=num_images,
             image_size=config.data.image_size, process_index=0, process_count=1,
+            in_memory_mb=config.data.in_memory_mb,
         )
     )
     return batch["image"]
