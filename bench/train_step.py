@@ -187,14 +187,15 @@ class TorchWorker:
         return out
 
 
-def measure_peak(n: int = 2048, reps: int = 5) -> float:
-    """Best float32 FLOP/s of a JAX n x n x n matmul here: an attainable peak, not the datasheet's (a Zen 4 core
-    does 32 f32 FLOP/cycle, about 96 GFLOP/s at 3 GHz); a loaded machine reads low, so MFU can read high."""
+def measure_peak(n: int = 2048, reps: int = 5, dtype: str = "float32") -> float:
+    """Best FLOP/s of a JAX n x n x n matmul in `dtype` here (bfloat16 summed in float32, as the model's products
+    are): an attainable peak, not the datasheet's (a Zen 4 core does 32 f32 FLOP/cycle, about 96 GFLOP/s at
+    3 GHz); a loaded machine reads low, so MFU can read high."""
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
+    f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     best = float("inf")
     for _ in range(reps):
@@ -220,7 +221,10 @@ def main(argv=None) -> dict:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
     config = load_config(args.config, args.set)
     load_before = os.getloadavg()[0]
-    peaks = [] if args.peak_flops else [measure_peak()]  # before and after the timing: the best of both
+    from ldae_jax.runtime import precision
+
+    dtype = precision.resolve(config.model.dtype)[0]  # MFU against the peak of the precision the step uses
+    peaks = [] if args.peak_flops else [measure_peak(dtype=dtype)]  # before and after the timing: the best
     spec, run_jax, jax_info = jax_runner(config, args)
     worker, torch_res = None, None
     if not args.skip_torch:
@@ -252,7 +256,7 @@ def main(argv=None) -> dict:
     bs = spec["batch_size"]
     jax_res["images_per_s"] = bs / jax_res["sec_per_step"]
     fl = flops_lib.step_flops(spec, bs)
-    peak = args.peak_flops or max(peaks + [measure_peak()])
+    peak = args.peak_flops or max(peaks + [measure_peak(dtype=dtype)])
     result = {
         "bench": "train_step", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": f"{cpu_name()}, {os.cpu_count()} cores, {jax_res['backend']}",
@@ -266,7 +270,8 @@ def main(argv=None) -> dict:
                   "forward_per_example": fl["forward_per_example"], "parts_forward_per_example": fl["parts"],
                   "counted": "3 x forward matmul FLOPs of the ViT (embed, adaLN MLPs, qkv, attention, proj, MLP, "
                              "head); tokenizer matmuls apart, elementwise ops not counted"},
-        "peak_flops": peak, "peak_source": "--peak_flops" if args.peak_flops else "measured: best JAX f32 2048^3 matmul, before and after",
+        "peak_flops": peak,
+        "peak_source": "--peak_flops" if args.peak_flops else f"measured: best JAX {dtype} 2048^3 matmul, before and after",
     }
     result["jax"]["mfu"] = fl["model"] / jax_res["sec_per_step"] / peak
     if torch_res is not None:

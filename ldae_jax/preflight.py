@@ -24,6 +24,7 @@ from ldae_jax import config_lib, experiment, objectives
 from ldae_jax.data import datasets
 from ldae_jax.errors import UserError
 from ldae_jax.models import vit
+from ldae_jax.runtime import precision
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import sharding, state as state_lib
 
@@ -75,7 +76,8 @@ class Plan:
             f"objective {c.objective.input} in, {c.objective.output} out, target {c.objective.target}; "
             f"noise {c.noise.schedule}",
             f"model     {c.model.size}: width {m.width}, {m.encoder_depth} + {m.decoder_depth} blocks, "
-            f"{m.num_heads} heads, {self.num_params / 1e6:.2f}M parameters, {m.dtype} compute",
+            f"{m.num_heads} heads, {self.num_params / 1e6:.2f}M parameters, {m.dtype} compute"
+            + ("" if c.model.dtype == m.dtype else f" ({precision.resolve(c.model.dtype)[1]})"),
             f"training  {self.total_steps} steps ({epochs:.1f} epochs), global batch {c.train.batch_size} = "
             f"{c.train.batch_size // used} per device on {used}{'' if used == self.devices else f' of {self.devices}'}"
             f" device(s) (mesh data {self.mesh[0]} x fsdp {self.mesh[1]}), peak lr {self.peak_lr:.2e}",

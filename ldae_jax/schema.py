@@ -81,7 +81,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.mlp_ratio = 4.0
     c.model.cond_hidden_ratio = 0.25  # the paper's conditioning MLP at 1/4 width
     c.model.adaln_zero = False  # DiT's residual gates; the l-DAE text describes LN scale and bias only
-    c.model.dtype = "bfloat16"  # compute precision; parameters stay float32
+    # Compute precision; parameters stay float32. 'auto': bfloat16 on TPU, GPU and CPUs with native bf16 dot
+    # products (AVX512_BF16, AMX), float32 on other CPUs (ldae_jax/runtime/precision.py).
+    c.model.dtype = "auto"
     c.model.remat = False  # recompute block activations in the backward pass (less memory, more compute)
     c.model.scan_layers = False  # stack the blocks and lax.scan over them (compile time independent of depth)
     c.model.attention = "xla"  # 'xla': jax.nn.dot_product_attention | 'einsum': written out, heads-first
@@ -162,7 +164,7 @@ CHOICES = {
     "objective.output": ("image", "latent"),
     "objective.target": ("original", "clean", "eps"),
     "noise.schedule": ("ddpm_linear_beta", "linear_gamma_sq", "sigma_linear", "single_level"),
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": ("auto", "float32", "bfloat16"),
     "model.attention": ("xla", "einsum"),
     "probe.mode": ("cached", "paper"),
     "probe.optimizer": ("adam", "lars"),

@@ -61,3 +61,19 @@ def test_xla_flags_bench_compares_each_flag_set_with_none(monkeypatch):
     assert variants["baseline (no flags)"]["speedup"] == 1.0
     assert variants["no ynn"]["speedup"] > 0 and variants["no ynn"]["loss_rel_diff"] < 1e-3
     assert "sec_per_step" not in variants["bogus"] and "no_such_flag" in variants["bogus"]["runs"][0]["error"]
+
+
+@pytest.mark.slow
+def test_step_ab_times_each_variant_against_the_baseline_round_by_round():
+    import step_ab
+
+    res = step_ab.main(["--config", "configs/quickstart.py:tiny", "--set", "train.batch_size=8", "--set",
+                        "model.dtype=float32", "--rounds", "2",
+                        "--steps", "1", "--warmup", "0", "--variant", "bf16=model.dtype=bfloat16"])
+    base, bf16 = res["variants"]["baseline"], res["variants"]["bf16"]
+    assert base["speedup"] == 1.0 and len(base["round_s"]) == len(bf16["round_s"]) == 2
+    assert (base["dtype"], bf16["dtype"]) == ("float32", "bfloat16") and bf16["speedup"] > 0
+    assert abs(bf16["loss_after_warmup"] - base["loss_after_warmup"]) < 0.05 * base["loss_after_warmup"]
+    assert res["peak_flops"]["float32"] > 0 and res["peak_flops"]["bfloat16"] > 0
+    with pytest.raises(SystemExit):
+        step_ab.main(["--variant", "nameonly"])

@@ -181,6 +181,24 @@ def test_fields_added_after_a_checkpoint_are_accepted_at_their_defaults():
         checkpoint.check_same_run(older, changed, "w")
 
 
+def test_auto_dtype_resumes_a_checkpoint_of_the_dtype_it_resolves_to(monkeypatch):
+    """A workdir trained in bfloat16 before 'auto' became the default resumes where 'auto' is bfloat16."""
+    from configs import quickstart
+    from ldae_jax.runtime import precision
+    from ldae_jax.train import checkpoint
+
+    config = quickstart.get_config("tiny")
+    config.model.dtype = "bfloat16"
+    older = {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": "h"}
+    config.model.dtype = "auto"
+    current = {"fingerprint": checkpoint.config_fingerprint(config), "pca_hash": "h"}
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    checkpoint.check_same_run(older, current, "w")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(CheckpointMismatchError, match="model.dtype: checkpoint 'bfloat16' vs config 'float32'"):
+        checkpoint.check_same_run(older, current, "w")
+
+
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "workdir_before_rename")
 
 
@@ -199,6 +217,7 @@ def test_a_workdir_made_under_the_old_field_names_resumes(tmp_path, capsys):
     shutil.copytree(FIXTURE, workdir)
     assert '"pca"' in (workdir / "config.json").read_text()
     config = tiny_config(keep_checkpoints=1)
+    config.model.dtype = "float32"  # the fixture's, written before the quickstart's dtype became 'auto'
     old = config_lib.load_config(str(workdir))
     assert config_lib.flatten(old) == config_lib.flatten(config)
     old.data.in_memory_mb = config.data.in_memory_mb = 0  # the fixture's first steps read through tf.data

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from ldae_jax import schema
 from ldae_jax.models import vit
 
 
@@ -155,3 +156,50 @@ def test_einsum_attention_equals_dot_product_attention(dtype):
     with pytest.raises(ValueError, match="model.attention"):
         vit.model_config_from(ml_collections.ConfigDict(dict(size="mini", dtype="float32", attention="flash")),
                               num_tokens=16, in_dim=12, out_dim=12)
+
+
+def test_auto_dtype_is_bfloat16_where_it_is_native_and_float32_elsewhere():
+    from ldae_jax.runtime import precision
+
+    assert precision.resolve("auto", "tpu")[0] == precision.resolve("auto", "gpu")[0] == "bfloat16"
+    assert precision.resolve("auto", "cpu", frozenset({"avx2", "avx512_bf16"})) == (
+        "bfloat16", "auto: this CPU has AVX512_BF16")
+    assert precision.resolve("auto", "cpu", frozenset({"amx_bf16"}))[0] == "bfloat16"
+    dtype, why = precision.resolve("auto", "cpu", frozenset({"avx2", "avx512f"}))
+    assert dtype == "float32" and "no native bfloat16" in why
+    assert precision.resolve("float32", "tpu") == ("float32", "set in the config")
+    # The model config never holds 'auto': it holds what this machine computes in.
+    c = schema.defaults()
+    c.model.update(size="mini", dtype="auto")
+    cfg = vit.model_config_from(c.model, num_tokens=16, in_dim=16, out_dim=49)
+    assert cfg.dtype == precision.resolve("auto")[0]
+
+
+def test_dense_sums_in_float32_and_its_gradient_matches_float32():
+    from ldae_jax.models import dense
+
+    rngs = lambda: nnx.Rngs(0)  # noqa: E731
+    f32, bf16 = dense.linear(64, 32, rngs(), "float32"), dense.linear(64, 32, rngs(), "bfloat16")
+    plain = nnx.Linear(64, 32, kernel_init=nnx.initializers.xavier_uniform(), param_dtype=jnp.float32, rngs=rngs())
+    np.testing.assert_array_equal(f32.kernel[...], plain.kernel[...])  # same parameters, same init
+    x = jax.random.normal(jax.random.key(1), (4, 8, 64))
+    np.testing.assert_array_equal(f32(x), plain(x))  # float32: exactly nnx.Linear
+    assert bf16(x).dtype == dense.activation_dtype("bfloat16") == jnp.float32  # on a CPU
+    assert dense.activation_dtype("bfloat16", "tpu") == jnp.bfloat16
+    assert dense.activation_dtype("float32", "gpu") == jnp.float32
+
+    w = f32.kernel[...]
+    exact = jax.grad(lambda w, x: ((x @ w) ** 2).mean(), argnums=(0, 1))(w, x)
+    mixed = jax.grad(lambda w, x: (dense.matmul(x, w, jnp.bfloat16) ** 2).mean(), argnums=(0, 1))(w, x)
+    for a, b in zip(exact, mixed):
+        assert b.dtype == jnp.float32
+        assert float(jnp.abs(a - b).max() / jnp.abs(a).max()) < 2e-2  # bfloat16 operands, float32 sums
+    # All three products (forward, input gradient, weight gradient) take bfloat16 operands and sum in float32.
+    graph = str(jax.make_jaxpr(jax.grad(lambda w, x: (dense.matmul(x, w, jnp.bfloat16) ** 2).mean(),
+                                        argnums=(0, 1)))(w, x))
+    dots = [line for line in graph.splitlines() if "= dot_general[" in line]
+    assert len(dots) == 3 and all(":f32[" in line for line in dots), dots
+    assert graph.count("preferred_element_type=float32") == 3
+    # Through a bfloat16 input, the input's cotangent comes back in bfloat16 (custom_vjp keeps the dtypes).
+    gxh = jax.grad(lambda x: (bf16(x) ** 2).mean())(x.astype(jnp.bfloat16))
+    assert gxh.dtype == jnp.bfloat16

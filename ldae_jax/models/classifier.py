@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ldae_jax.models import vit
+from ldae_jax.models import dense, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +31,12 @@ class ClassifierConfig:
     dtype: str = "float32"
 
 
-def _linear(din, dout, rngs, dtype, zero=False):
-    init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
-    return nnx.Linear(din, dout, kernel_init=init, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+_linear = dense.linear
 
 
 def _norm(width, rngs, dtype):
-    return nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(width, epsilon=1e-6, dtype=dense.activation_dtype(dtype), param_dtype=jnp.float32,
+                         rngs=rngs)
 
 
 def _drop_path(x, rate: float, rng):
@@ -86,7 +85,8 @@ class ViTClassifier(nnx.Module):
 
     def pooled(self, x, rng=None):
         """The global average of the last block's output [B, W] (l-DAE's probe features, before fc_norm)."""
-        x = self.embed(x.astype(self.cfg.dtype)) + self.pos_embed.value.astype(self.cfg.dtype)
+        act = dense.activation_dtype(self.cfg.dtype)
+        x = self.embed(x.astype(act)) + self.pos_embed.value.astype(act)
         for i, block in enumerate(self.blocks):
             x = block(x, None if rng is None else jax.random.fold_in(rng, i))
         return x.mean(axis=1)
@@ -97,7 +97,7 @@ class ViTClassifier(nnx.Module):
 
     def __call__(self, x, rng=None):
         """rng: the drop-path randomness while training; None for evaluation."""
-        return self.head(self.features(x, rng).astype(self.cfg.dtype)).astype(jnp.float32)
+        return self.head(self.features(x, rng)).astype(jnp.float32)
 
 
 def layer_ids(params: dict, depth: int) -> dict:

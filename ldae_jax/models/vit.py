@@ -20,6 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ldae_jax.models import dense
+from ldae_jax.runtime import precision
+
 # Sizes (width, encoder_depth, decoder_depth, heads). The paper's decoder always matches the encoder.
 SIZES = {
     "mini": (128, 3, 3, 4),  # the CPU quickstart
@@ -46,7 +49,7 @@ class ModelConfig:
     cond_hidden_ratio: float = 0.25
     t_freq_dim: int = 256
     adaln_zero: bool = False
-    dtype: str = "float32"
+    dtype: str = "float32"  # the compute dtype, resolved ('auto' never reaches here)
     remat: bool = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
     scan_layers: bool = False  # blocks stacked and applied with lax.scan: compile time independent of depth
     num_classes: int = 0  # > 0: class-conditional, with a learned label embedding (index num_classes = null)
@@ -66,8 +69,8 @@ def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_cl
     heads = cfg.get("num_heads", 0) or heads
     if width % heads:
         raise ValueError(f"model width {width} is not divisible by num_heads {heads}")
-    if cfg.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"model.dtype={cfg.dtype!r}: use 'float32' or 'bfloat16'")
+    if cfg.dtype not in precision.DTYPES:
+        raise ValueError(f"model.dtype={cfg.dtype!r}: use one of {', '.join(precision.DTYPES)}")
     return ModelConfig(
         num_tokens=num_tokens,
         in_dim=in_dim,
@@ -79,7 +82,7 @@ def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_cl
         mlp_ratio=cfg.get("mlp_ratio", 4.0),
         cond_hidden_ratio=cfg.get("cond_hidden_ratio", 0.25),
         adaln_zero=cfg.get("adaln_zero", False),
-        dtype=cfg.dtype,
+        dtype=precision.resolve(cfg.dtype)[0],  # 'auto': what this machine computes fastest
         remat=cfg.get("remat", False),
         scan_layers=cfg.get("scan_layers", False),
         num_classes=num_classes,
@@ -124,8 +127,7 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> j
 
 
 def _linear(din, dout, rngs, dtype, zero=False):
-    init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
-    return nnx.Linear(din, dout, kernel_init=init, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return dense.linear(din, dout, rngs, dtype, zero)
 
 
 def _modulate(x, shift, scale):
@@ -150,15 +152,15 @@ class Block(nnx.Module):
     """Pre-LN Transformer block whose two LayerNorms are modulated by t."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        w, dt = cfg.width, cfg.dtype
+        w, dt, act = cfg.width, cfg.dtype, dense.activation_dtype(cfg.dtype)
         self.num_heads = cfg.num_heads
         self.attention_impl = cfg.attention
         self.adaln_zero = cfg.adaln_zero
         self.cond = Conditioning(cfg, 6 if cfg.adaln_zero else 4, rngs)
-        self.norm1 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dt, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=act, rngs=rngs)
         self.qkv = _linear(w, 3 * w, rngs, dt)
         self.proj = _linear(w, w, rngs, dt)
-        self.norm2 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dt, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(w, epsilon=1e-6, use_scale=False, use_bias=False, dtype=act, rngs=rngs)
         hidden = int(w * cfg.mlp_ratio)
         self.fc1 = _linear(w, hidden, rngs, dt)
         self.fc2 = _linear(hidden, w, rngs, dt)
@@ -216,22 +218,23 @@ class DenoisingViT(nnx.Module):
             self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.depth)])
         self.final_cond = Conditioning(cfg, 2, rngs)
         self.final_norm = nnx.LayerNorm(
-            cfg.width, epsilon=1e-6, use_scale=False, use_bias=False, dtype=cfg.dtype, rngs=rngs
-        )
+            cfg.width, epsilon=1e-6, use_scale=False, use_bias=False, dtype=dense.activation_dtype(cfg.dtype),
+            rngs=rngs)
         self.head = _linear(cfg.width, cfg.out_dim, rngs, cfg.dtype, zero=True)
         if cfg.num_classes:  # added to the t embedding, so every block's adaLN MLP sees (t, y), as in DiT
             self.label_embed = nnx.Embed(cfg.num_classes + 1, cfg.t_freq_dim,
                                          embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
 
     def _stem(self, x, t, y):
-        pos = jnp.asarray(sincos_2d(self.cfg.num_tokens, self.cfg.width), self.cfg.dtype)
-        x = self.embed(x.astype(self.cfg.dtype)) + pos
+        act = dense.activation_dtype(self.cfg.dtype)
+        pos = jnp.asarray(sincos_2d(self.cfg.num_tokens, self.cfg.width), act)
+        x = self.embed(x.astype(act)) + pos
         cond = timestep_embedding(t, self.cfg.t_freq_dim)
         if self.cfg.num_classes:
             if y is None:
                 raise ValueError("a class-conditional network needs labels y (the null label is num_classes)")
             cond = cond + self.label_embed(y)
-        return x, cond.astype(self.cfg.dtype)
+        return x, cond.astype(act)
 
     def _run_blocks(self, x, t_emb, num_blocks: int, remat: bool):
         """The first `num_blocks` blocks, unrolled or scanned."""

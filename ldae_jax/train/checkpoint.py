@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 
 from ldae_jax import config_lib, schema
 from ldae_jax.errors import UserError
+from ldae_jax.runtime import precision
 
 
 class CheckpointMismatchError(UserError):
@@ -150,6 +151,13 @@ def run_meta(config, tokenizer) -> dict:
     return {"fingerprint": config_fingerprint(config), "pca_hash": tokenizer.content_hash()}
 
 
+def _resolved(fingerprint: dict) -> dict:
+    """model.dtype as computed here: 'auto' is the same run as the dtype it resolves to on this machine."""
+    if "model.dtype" not in fingerprint:
+        return fingerprint
+    return {**fingerprint, "model.dtype": precision.resolve(fingerprint["model.dtype"])[0]}
+
+
 def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: bool = False) -> str:
     """Refuse to resume a checkpoint written under a different config or tokenizer (or only warn, and return
     what differs).
@@ -159,7 +167,8 @@ def check_same_run(saved: dict, current: dict, directory: str, *, warn_only: boo
     checkpoint written before fields were renamed (schema.RENAMED) is read under today's names.
     """
     diffs = []
-    old_fp, new_fp = config_lib.upgrade(saved.get("fingerprint", {})), current["fingerprint"]
+    old_fp, new_fp = (_resolved(config_lib.upgrade(saved.get("fingerprint", {}))),
+                      _resolved(current["fingerprint"]))
     defaults = config_fingerprint(schema.defaults())
     for key in sorted(set(old_fp) | set(new_fp)):
         added_later = key not in old_fp and key in defaults and new_fp.get(key) == defaults[key]
