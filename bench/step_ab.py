@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,22 +47,6 @@ def parse_args(argv=None):
     return args, variants
 
 
-def peak(dtype: str, n: int = 2048, reps: int = 5) -> float:
-    """Best FLOP/s of a JAX n^3 matmul in `dtype` (bfloat16 accumulates in float32 as the model's dots do)."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
-    f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
 def main(argv=None) -> dict:
     args, variants = parse_args(argv)
     runners = {}
@@ -71,12 +54,12 @@ def main(argv=None) -> dict:
         config = train_step.load_config(args.config, args.set + sets)
         spec, run, info = train_step.jax_runner(config, args)
         runners[name] = (spec, run, info)
-    peaks = {d: peak(d) for d in ("float32", "bfloat16")}
+    peaks = {d: train_step.measure_peak(dtype=d) for d in ("float32", "bfloat16")}
     times = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, (_, run, _) in runners.items():
             times[name].append(run())
-    peaks = {d: max(p, peak(d)) for d, p in peaks.items()}
+    peaks = {d: max(p, train_step.measure_peak(dtype=d)) for d, p in peaks.items()}
     base = times["baseline"]
     result = {"bench": "step_ab", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "device": f"{train_step.cpu_name()}, {os.cpu_count()} cores", "config": args.config,
