@@ -21,7 +21,7 @@ from etils import epath
 from jax.sharding import AbstractMesh, AxisType
 
 from ldae_jax import config_lib, experiment, objectives
-from ldae_jax.data import datasets
+from ldae_jax.data import datasets, in_memory
 from ldae_jax.errors import UserError
 from ldae_jax.models import vit
 from ldae_jax.runtime import precision
@@ -43,6 +43,7 @@ class Plan:
     total_steps: int
     peak_lr: float
     options: object = None  # the stages' modes.Options, for the names of the files they write
+    hosts: int = 1  # processes of the job: each reads its own slice of the data
 
     @functools.cached_property
     def _state(self):
@@ -61,6 +62,15 @@ class Plan:
         return (sharding.bytes_per_device(self._state.params, shardings.params)
                 + sharding.bytes_per_device(self._state.opt_state, shardings.opt_state))
 
+    def _reading(self) -> str:
+        """How pre-training reads its split: from host memory when it fits `data.in_memory_mb` (in_memory.py)."""
+        c = self.config.data
+        size = in_memory.decoded_bytes(self.dataset.examples[c.train_split] // self.hosts, c.image_size,
+                                       self.dataset.channels)
+        if c.augment == "center_crop" and 0 < size <= c.in_memory_mb * 2**20:
+            return f"; held in host memory ({size / 2**20:.0f} MiB per host)"
+        return "; streamed through tf.data"
+
     def describe(self, workdir: str | None = None) -> str:
         c, t, m = self.config, self.config.tokenizer, self.model_cfg
         num_train = self.dataset.examples[c.data.train_split]
@@ -70,7 +80,7 @@ class Plan:
         lines = [
             f"data      {c.data.name}: {num_train} train ({c.data.train_split}), "
             f"{self.dataset.examples[c.data.eval_split]} eval ({c.data.eval_split}), {self.dataset.channels} "
-            f"channel(s), {self.dataset.num_classes} classes, {c.data.image_size} px",
+            f"channel(s), {self.dataset.num_classes} classes, {c.data.image_size} px{self._reading()}",
             f"tokenizer {t.kind} ({self.kind.summary}): {tokens} tokens of d={t.d} of D={dim} "
             f"({t.patch_size}x{t.patch_size} patches)",
             f"objective {c.objective.input} in, {c.objective.output} out, target {c.objective.target}; "
@@ -152,4 +162,5 @@ def check(config, stages, *, devices: int | None = None, processes: int = 1, wor
                         f"train.batch_size={config.train.batch_size}")
     total_steps, _, _ = state_lib.optimizer(config.train, num_train)
     peak = config.train.base_lr * config.train.batch_size / 256
-    return Plan(config, tuple(stages), dataset, kind, model_cfg, devices, mesh, total_steps, peak, options)
+    return Plan(config, tuple(stages), dataset, kind, model_cfg, devices, mesh, total_steps, peak, options,
+                processes)

@@ -111,9 +111,12 @@ def test_the_dry_run_prints_the_plan(tmp_path, capsys):
     for line in ("16 tokens of d=16 of D=49 (7x7 patches)", "width 128, 3 + 3 blocks, 4 heads, 1.37M parameters",
                  "1200 steps (10.2 epochs), global batch 512 = 64 per device on 8 device(s)", "peak lr 2.00e-03",
                  "MiB per device for parameters + AdamW state", "probe -> probe.json", "figure -> denoising.png",
-                 "nothing was read or written"):
+                 "nothing was read or written", "28 px; held in host memory (45 MiB per host)"):
         assert line in out, (line, out)
     assert os.listdir(tmp_path) == []
+    code, out, _ = _call([f"--workdir={tmp_path}", "--config=configs/quickstart.py", "--dry_run",
+                          "--config.data.in_memory_mb=0", "--config.model.dtype=float32"], capsys)
+    assert code == 0 and "28 px; streamed through tf.data" in out and "1.37M parameters, float32 compute\n" in out
 
 
 def test_the_dry_run_of_a_pod_job_checks_its_devices_not_these(tmp_path, capsys):
@@ -123,6 +126,7 @@ def test_the_dry_run_of_a_pod_job_checks_its_devices_not_these(tmp_path, capsys)
     code, out, err = _call(args, capsys)
     assert code == 0, err
     assert "1281167 train" in out and "global batch 2048 = 8 per device on 256 device(s)" in out
+    assert "256 px; streamed through tf.data" in out
     code, out, err = _call([*args, "--config.train.batch_size=2000"], capsys)
     assert code == 2 and err.startswith("error: train.batch_size 2000 is not divisible by the 256 devices")
 
