@@ -120,7 +120,7 @@ def run(config, workdir: str, mode: str = "all", *, options: Options = Options()
     stages = stages_of(mode)
     if not checked:
         check(config, mode, workdir=workdir, options=options)
-    out, start, before = {}, time.perf_counter(), timings.process_age()
+    out, start, before = {}, time.perf_counter(), timings.startup_seconds()
     config_lib.prepare_workdir(workdir)  # every folder the run writes, before it takes the workdir's lock
     with (timings.record() as clock, preemption.PreemptionWatch(),
           lock.hold(workdir, f"--mode={mode}", take_over=options.take_over)):

@@ -39,6 +39,8 @@ def test_outside_a_record_phases_record_nothing_and_the_process_age_is_known():
     assert clock.rows() == []
     age = timings.process_age()
     assert age is None or 0 < age < 24 * 3600
+    timings.startup_seconds()  # the first command of a process is told its start-up, the later ones not
+    assert timings.startup_seconds() is None
 
 
 def test_timings_json_is_replaced_whole(tmp_path):

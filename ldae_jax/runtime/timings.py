@@ -121,6 +121,18 @@ def process_age() -> float | None:
         return None
 
 
+_STARTUP_TOLD: list = []
+
+
+def startup_seconds() -> float | None:
+    """The process's age the first time a command in it asks (its start-up), None after (a ladder runs many
+    commands in one process: only the first had a start-up)."""
+    if _STARTUP_TOLD:
+        return None
+    _STARTUP_TOLD.append(True)
+    return process_age()
+
+
 def write(timings: Timings, path) -> None:
     """`timings.json`: replaced whole, like every file a run writes."""
     path = epath.Path(path)
