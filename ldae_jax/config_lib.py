@@ -19,7 +19,8 @@ import ml_collections
 from etils import epath
 
 from ldae_jax import schema
-from ldae_jax.errors import UserError
+from ldae_jax.errors import UserError, first_line
+from ldae_jax.runtime import atomic
 
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
@@ -210,16 +211,13 @@ def prepare_workdir(workdir: str, folders=("checkpoints",)) -> None:
             probe.write_text("ok")
             probe.unlink()
         except Exception as e:  # noqa: BLE001 - local OSError or a cloud-storage error alike
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            reason = getattr(e, "strerror", None) or first_line(e)
             raise UserError(f"cannot write to {where!r}: {reason}; fix it or choose another --workdir") from None
 
 
 def save_config(config, workdir: str) -> None:
     """`workdir/config.json`, replaced atomically (a full disk leaves the previous one whole)."""
-    path = epath.Path(workdir) / "config.json"
-    tmp = path.with_name(f"config.json.{os.getpid()}.tmp")
-    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    tmp.replace(path)
+    atomic.write(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def upgrade(flat: dict) -> dict:

@@ -1,6 +1,12 @@
 """One base class for mistakes a user can fix; entry points print these as one line, without a traceback."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error ('' when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class UserError(ValueError):
     """Bad input: a config value, a missing file, a workdir that cannot be used. The message says the fix."""
 

@@ -18,3 +18,16 @@ def pretrain(config, workdir, **kwargs):
     from ldae_jax.train import pretrain as pretrain_lib
 
     return pretrain_lib.train(experiment.Experiment(config, str(workdir)), **kwargs)
+
+
+def call_main(argv, capsys):
+    """(exit code, stdout, stderr) of `python -m ldae_jax.main ARGV`, in this process."""
+    from ldae_jax import cli, main as main_lib
+
+    code = 0
+    try:
+        cli.run(main_lib.main, argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

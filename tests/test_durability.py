@@ -41,20 +41,25 @@ def wait_for_step(proc, step):
     raise AssertionError("".join(seen[-20:]))
 
 
+def signal_a_run(workdir, signum):
+    """(exit code, output, saved steps) of a long pre-training sent `signum` after its step 3."""
+    proc = start_cli(workdir, "--config.train.total_steps=2000", "--config.train.log_every=1",
+                     "--config.train.checkpoint_every=1000")
+    wait_for_step(proc, 3)
+    proc.send_signal(signum)
+    out = proc.communicate(timeout=120)[0]
+    return proc.returncode, out, [int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
+
+
 def last_loss_per_step(workdir):
     return {m["step"]: m["loss"] for m in read_metrics(workdir)}  # a resumed run re-logs: keep the last
 
 
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     workdir = tmp_path / "run"
-    proc = start_cli(workdir, "--config.train.total_steps=2000", "--config.train.log_every=1",
-                     "--config.train.checkpoint_every=1000")
-    wait_for_step(proc, 3)
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0, out
+    code, out, steps = signal_a_run(workdir, signal.SIGTERM)
+    assert code == 0, out
     assert "Preempted (SIGTERM): checkpoint saved at step" in out
-    steps = [int(os.path.basename(p)) for p in glob.glob(str(workdir / "checkpoints" / "[0-9]*"))]
     assert len(steps) == 1 and 3 <= steps[0] < 2000
     # It waited for that save (no temporary folder left) and released the workdir.
     assert [d for d in os.listdir(workdir / "checkpoints") if not d.isdigit()] == []

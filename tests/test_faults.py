@@ -12,29 +12,18 @@ import time
 import numpy as np
 import pytest
 
-from ldae_jax import cli, main as main_lib, modes
+from ldae_jax import modes
 from ldae_jax.runtime import lock
 from ldae_jax.tokenizers import pca as pca_lib
 from ldae_jax.train import checkpoint
 
 import helpers
 from test_data import needs_debian_files
-from test_durability import start_cli, wait_for_step
+from test_durability import signal_a_run, start_cli
 from test_train import read_metrics, tiny_config
 
 pytestmark = needs_debian_files
 QUICK = "--config=configs/quickstart.py:tiny"
-
-
-def _call(argv, capsys):
-    """(exit code, stdout, stderr) of `python -m ldae_jax.main ARGV`, in this process."""
-    code = 0
-    try:
-        cli.run(main_lib.main, argv)
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _errors(err: str) -> list[str]:
@@ -49,7 +38,7 @@ def test_a_second_run_on_a_busy_workdir_stops_at_once(tmp_path, capsys):
     holder = lock.WorkdirLock(str(workdir), "--mode=pretrain (the first run)").acquire()
     try:
         start = time.perf_counter()
-        code, out, err = _call([f"--workdir={workdir}", QUICK, "--config.mesh.data=1"], capsys)
+        code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--config.mesh.data=1"], capsys)
         assert code == 2 and time.perf_counter() - start < 10, err
         (line,) = _errors(err)
         assert f"run {holder.lease['run']} (--mode=pretrain (the first run))" in line and "--take_over" in line
@@ -117,7 +106,7 @@ def test_a_failed_save_stops_the_run_at_once_and_keeps_the_earlier_checkpoints(t
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
     workdir, steps = tmp_path / "run", ["--config.train.total_steps=12", "--config.train.checkpoint_every=4"]
-    code, out, err = _call([f"--workdir={workdir}", QUICK, "--config.mesh.data=1", "--mode=pretrain", *steps,
+    code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--config.mesh.data=1", "--mode=pretrain", *steps,
                             "--config.train.log_every=4"], capsys)
     assert code == 2 and calls == [4, 8], (out, err)
     (line,) = _errors(err)
@@ -135,7 +124,7 @@ def test_every_folder_a_run_writes_is_checked_at_start(tmp_path, capsys):
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "checkpoints").write_text("not a folder")
-    code, out, err = _call([f"--workdir={workdir}", QUICK, "--config.mesh.data=1"], capsys)
+    code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--config.mesh.data=1"], capsys)
     assert code == 2 and _errors(err) == [f"error: cannot write to '{workdir}/checkpoints': File exists; fix it or "
                                           "choose another --workdir"], err
     assert sorted(os.listdir(workdir)) == ["checkpoints"]  # it stopped before the tokenizer, the data, anything
@@ -170,14 +159,9 @@ def test_metrics_are_never_torn_and_never_hold_a_step_twice(tmp_path):
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path):
     """Ctrl-C to a real process (the in-process test below covers the same path in the default suite)."""
     workdir = tmp_path / "run"
-    proc = start_cli(workdir, "--config.train.total_steps=2000", "--config.train.log_every=1",
-                     "--config.train.checkpoint_every=1000")
-    wait_for_step(proc, 3)
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, out
+    code, out, saved = signal_a_run(workdir, signal.SIGINT)
+    assert code == 130, out
     assert "Interrupted (SIGINT): checkpoint saved at step" in out and "Traceback" not in out
-    saved = [int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
     assert len(saved) == 1 and saved[0] >= 3
 
 
@@ -210,7 +194,7 @@ def test_a_signal_in_any_stage_is_one_line_and_its_exit_code(mode, sig, hook, sa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, attr, interrupted)
-    code_got, out, err = _call([f"--workdir={workdir}", QUICK, "--config.mesh.data=1", f"--mode={mode}",
+    code_got, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--config.mesh.data=1", f"--mode={mode}",
                                 "--config.train.total_steps=2", "--config.train.log_every=1"], capsys)
     assert code_got == code, (out, err)
     assert says in out and "Traceback" not in err, out
@@ -232,14 +216,14 @@ def test_a_damaged_or_non_finite_tokenizer_file_is_one_line_before_compute(tmp_p
     data = (workdir / "pca.npz").read_bytes()
     (workdir / "pca.npz").write_bytes(data[: len(data) // 2])  # truncated
     for dry in (["--dry_run"], []):
-        code, out, err = _call([f"--workdir={workdir}", QUICK, "--mode=pretrain", *dry], capsys)
+        code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--mode=pretrain", *dry], capsys)
         assert code == 2 and _errors(err) and _errors(err)[0].startswith(
             f"error: {workdir}/pca.npz is damaged and cannot be read (")
         assert "delete it: the tokenizer stage (--mode=tokenizer, or any run) fits it again" in err
     nan = pca_lib.PatchPCA(mean=np.full(49, np.nan, np.float32), components=pca.components,
                            eigenvalues=pca.eigenvalues, patch_size=7, channels=1, d=16, whiten=False)
     pca_lib.save(nan, str(workdir / "pca.npz"))
-    code, out, err = _call([f"--workdir={workdir}", QUICK, "--mode=pretrain", "--dry_run"], capsys)
+    code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--mode=pretrain", "--dry_run"], capsys)
     assert code == 2 and _errors(err)[0].startswith(f"error: {workdir}/pca.npz holds NaN or inf values (in mean)")
 
 

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from ldae_jax import cli, experiment, main as main_lib
+from ldae_jax import cli, experiment
 from ldae_jax.data import datasets
 
+import helpers
 from test_data import needs_debian_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,17 +75,6 @@ def syntax_error_config(tmp_path):
     return str(path)
 
 
-def _call(argv, capsys):
-    """(exit code, stdout, stderr) of `python -m ldae_jax.main ARGV`, in this process."""
-    code = 0
-    try:
-        cli.run(main_lib.main, argv)
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @needs_debian_files
 @pytest.mark.parametrize("name,args,says", MISTAKES, ids=[m[0] for m in MISTAKES])
 def test_a_mistake_is_one_line_before_any_data_is_read(name, args, says, tmp_path, capsys, monkeypatch,
@@ -96,7 +86,7 @@ def test_a_mistake_is_one_line_before_any_data_is_read(name, args, says, tmp_pat
         if not dry:  # the real run must stop in the check: reading data or building the run is a failure here
             monkeypatch.setattr(experiment.Experiment, "__init__", lambda *a, **k: pytest.fail("the run started"))
             monkeypatch.setattr(datasets, "open_dataset", lambda *a, **k: pytest.fail("data was opened"))
-        code, out, err = _call([f"--workdir={workdir}", *args, *(["--dry_run", "--devices=8"] if dry else [])],
+        code, out, err = helpers.call_main([f"--workdir={workdir}", *args, *(["--dry_run", "--devices=8"] if dry else [])],
                                capsys)
         assert (code, err.count("\n"), out) == (2, 1, ""), (dry, code, out, err)
         assert err.startswith(f"error: {says}"), (dry, err)
@@ -105,7 +95,7 @@ def test_a_mistake_is_one_line_before_any_data_is_read(name, args, says, tmp_pat
 
 @needs_debian_files
 def test_the_dry_run_prints_the_plan(tmp_path, capsys):
-    code, out, err = _call([f"--workdir={tmp_path}", "--config=configs/quickstart.py", "--dry_run", "--devices=8",
+    code, out, err = helpers.call_main([f"--workdir={tmp_path}", "--config=configs/quickstart.py", "--dry_run", "--devices=8",
                             "--config.train.batch_size=512"], capsys)
     assert code == 0 and err == ""
     for line in ("16 tokens of d=16 of D=49 (7x7 patches)", "width 128, 3 + 3 blocks, 4 heads, 1.37M parameters",
@@ -114,7 +104,7 @@ def test_the_dry_run_prints_the_plan(tmp_path, capsys):
                  "nothing was read or written", "28 px; held in host memory (45 MiB per host)"):
         assert line in out, (line, out)
     assert os.listdir(tmp_path) == []
-    code, out, _ = _call([f"--workdir={tmp_path}", "--config=configs/quickstart.py", "--dry_run",
+    code, out, _ = helpers.call_main([f"--workdir={tmp_path}", "--config=configs/quickstart.py", "--dry_run",
                           "--config.data.in_memory_mb=0", "--config.model.dtype=float32"], capsys)
     assert code == 0 and "28 px; streamed through tf.data" in out and "1.37M parameters, float32 compute\n" in out
 
@@ -123,11 +113,11 @@ def test_the_dry_run_of_a_pod_job_checks_its_devices_not_these(tmp_path, capsys)
     """launch.py's check of a v3-256 job: 256 devices on 32 hosts, data in the pod's bucket."""
     args = [f"--workdir=gs://bucket/run", "--config=configs/imagenet.py", "--dry_run", "--remote",
             "--devices=256", "--hosts=32"]
-    code, out, err = _call(args, capsys)
+    code, out, err = helpers.call_main(args, capsys)
     assert code == 0, err
     assert "1281167 train" in out and "global batch 2048 = 8 per device on 256 device(s)" in out
     assert "256 px; streamed through tf.data" in out
-    code, out, err = _call([*args, "--config.train.batch_size=2000"], capsys)
+    code, out, err = helpers.call_main([*args, "--config.train.batch_size=2000"], capsys)
     assert code == 2 and err.startswith("error: train.batch_size 2000 is not divisible by the 256 devices")
 
 
@@ -179,7 +169,7 @@ def test_the_other_commands_mistakes(capsys, tmp_path):
 def test_missing_dataset_files_are_found_by_the_check(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LDAE_FASHION_MNIST_DIR", str(tmp_path / "nothing"))
     for dry in (["--dry_run"], []):
-        code, out, err = _call([f"--workdir={tmp_path / 'run'}", QUICK, f"--config.data.data_dir={tmp_path}/tfds",
+        code, out, err = helpers.call_main([f"--workdir={tmp_path / 'run'}", QUICK, f"--config.data.data_dir={tmp_path}/tfds",
                                 *dry], capsys)
         assert code == 2 and out == "" and err.startswith("error: Fashion-MNIST files"), err
         assert "apt-get update && apt-get install -y dataset-fashion-mnist" in err
@@ -198,7 +188,7 @@ def test_a_tokenizer_file_fitted_for_another_config_is_refused_before_compute(tm
                  str(workdir / "pca.npz"))
     monkeypatch.setattr(datasets, "open_dataset", lambda *a, **k: pytest.fail("data was opened"))
     for dry in (["--dry_run"], []):
-        code, out, err = _call([f"--workdir={workdir}", QUICK, "--mode=pretrain", *dry], capsys)
+        code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--mode=pretrain", *dry], capsys)
         assert code == 2 and out == "", (out, err)
         assert err.startswith(f"error: PCA basis {workdir}/pca.npz: d is 8 in the file but the config expects 16")
 
@@ -208,13 +198,13 @@ def test_the_dry_run_describes_another_job_only_consistently(tmp_path, capsys):
     init = tmp_path / "encoder.safetensors"
     init.write_bytes(b"")  # the check looks for the file; fine-tuning from it needs no pre-training checkpoint
     base = [f"--workdir={tmp_path / 'run'}", QUICK, "--dry_run"]
-    code, out, err = _call([*base, "--mode=finetune", f"--config.finetune.init={init}"], capsys)
+    code, out, err = helpers.call_main([*base, "--mode=finetune", f"--config.finetune.init={init}"], capsys)
     assert code == 0, err
     for extra, says in [(["--hosts=2"], "--hosts goes with --devices"),
                         (["--devices=8", "--hosts=3"], "8 devices cannot be split evenly over 3 hosts"),
                         (["--devices=8", "--hosts=8", "--config.train.batch_size=8", "--config.mesh.data=-1",
                           "--config.probe.t=1000"], "probe.t=1000 is not a step of the noise schedule")]:
-        code, out, err = _call([*base, *extra], capsys)
+        code, out, err = helpers.call_main([*base, *extra], capsys)
         assert (code, out) == (2, "") and err.startswith(f"error: {says}"), err
-    code, out, err = _call([f"--workdir={tmp_path / 'run'}", QUICK, "--devices=8"], capsys)
+    code, out, err = helpers.call_main([f"--workdir={tmp_path / 'run'}", QUICK, "--devices=8"], capsys)
     assert code == 2 and err.startswith("error: --devices, --hosts and --remote describe another job for --dry_run")

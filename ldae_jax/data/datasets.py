@@ -14,7 +14,7 @@ import types
 import tensorflow_datasets as tfds
 
 from ldae_jax.data import fashion_mnist, prepared, sources
-from ldae_jax.errors import DataError
+from ldae_jax.errors import DataError, first_line
 
 
 # What a run needs to know of each dataset when its data lives elsewhere (a bucket a pod reads): channels,
@@ -46,8 +46,7 @@ def _count(split: str, sizes: dict, name: str) -> int:
     try:
         parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
     except (ValueError, KeyError, AttributeError) as e:
-        reason = str(e).strip().splitlines()[0]
-        raise DataError(f"Bad split {split!r} for {name}: {reason}") from None
+        raise DataError(f"Bad split {split!r} for {name}: {first_line(e)}") from None
     return sum(len(range(sizes[p.splitname])[p.from_:p.to]) for p in parts)
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import struct
 
 import numpy as np
@@ -46,6 +45,7 @@ from safetensors.numpy import load, save
 
 from ldae_jax.errors import UserError
 from ldae_jax.models import classifier
+from ldae_jax.runtime import atomic
 
 FORMAT = "ldae_jax.vit_classifier.v1"  # the `format` metadata tag of files written here
 
@@ -157,23 +157,15 @@ def _check_shapes(state: dict, cfg, patch_size: int, channels: int, what: str) -
 
 def save_safetensors(path: str, params: dict, cfg: classifier.ClassifierConfig, patch_size: int, channels: int,
                      image_size: int) -> str:
-    """Write the timm state dict and our metadata to `path` atomically (a temp file, then a replace); returns path.
-
-    Written through etils.epath so a gs:// workdir works too."""
+    """Write the timm state dict and our metadata to `path`, replaced whole (`runtime/atomic.py`, gs:// too);
+    returns path."""
     kwargs = timm_kwargs(cfg, patch_size, channels, image_size)
     metadata = {"format": FORMAT, "timm_kwargs": json.dumps(kwargs, sort_keys=True),
                 "ldae_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True)}
     data = save(timm_state_dict(params, cfg, patch_size, channels), metadata=metadata)
-    target = epath.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(target)  # overwrites an earlier export (rename would refuse on gs://)
-    finally:
-        if tmp.exists():  # a failed write leaves no partial file behind
-            tmp.unlink()
-    return str(target)
+    epath.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic.write(path, data)
+    return str(epath.Path(path))
 
 
 def _header_metadata(data: bytes) -> dict:

@@ -11,6 +11,7 @@ first lease is created exclusively.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ldae_jax.errors import UserError
+from ldae_jax.runtime import atomic
 
 FILE = ".lock.json"
 RENEW_S = 20.0  # how often a live run rewrites its lease
@@ -35,14 +37,8 @@ class WorkdirBusy(UserError):
     """Another live run holds the workdir."""
 
 
-def _now() -> float:
-    return time.time()
-
-
 def _write(path: epath.Path, lease: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{lease['run']}.tmp")
-    tmp.write_text(json.dumps(lease, indent=1))
-    tmp.replace(path)  # atomic on a local disk; gs:// has no partial objects either
+    atomic.write(path, json.dumps(lease, indent=1))
 
 
 def _read(path: epath.Path) -> dict | None:
@@ -66,7 +62,7 @@ def _create_exclusive(path: epath.Path, lease: dict) -> bool:
 
 
 def describe(lease: dict, now: float | None = None) -> str:
-    now = _now() if now is None else now
+    now = time.time() if now is None else now
     age = now - lease.get("renewed", 0)
     return (f"run {lease.get('run', '?')} ({lease.get('command', '?')}) on {lease.get('host', '?')} pid "
             f"{lease.get('pid', '?')}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(lease.get('started', 0)))}"
@@ -81,7 +77,7 @@ class WorkdirLock:
         self.path = epath.Path(workdir) / FILE
         self.stale_s, self.renew_s, self.take_over = stale_s, renew_s, take_over
         self.lease = {"run": uuid.uuid4().hex[:12], "command": command or " ".join(sys.argv[:3]),
-                      "host": socket.gethostname(), "pid": os.getpid(), "started": _now(), "renewed": _now()}
+                      "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "renewed": time.time()}
         self._stop = threading.Event()
         self._thread = None
 
@@ -92,7 +88,7 @@ class WorkdirLock:
             return self._start()
         held = _read(self.path)
         if held is not None and held.get("run") != self.lease["run"]:
-            age = _now() - held.get("renewed", 0)
+            age = time.time() - held.get("renewed", 0)
             if held and age < self.stale_s and not self.take_over:
                 raise WorkdirBusy(
                     f"workdir {os.fspath(self.path.parent)} is in use by {describe(held)}; wait for it to end, "
@@ -118,7 +114,7 @@ class WorkdirLock:
             if held is not None and held.get("run") not in (None, self.lease["run"]):
                 print(f"WARNING: the workdir lease was taken over by {describe(held)}", file=sys.stderr, flush=True)
                 return
-            self.lease["renewed"] = _now()
+            self.lease["renewed"] = time.time()
             try:
                 _write(self.path, self.lease)
             except OSError:  # a full disk: the run's own saves will report it
@@ -142,16 +138,6 @@ class WorkdirLock:
         self.release()
 
 
-class _Shared:
-    """What the other processes of a multi-host run hold: process 0's lease, by proxy."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-
 def hold(workdir: str, command: str = "", *, take_over: bool = False):
     """The workdir's lease for this run, as a context manager: process 0 takes it for every process, and every
     process stops with the same error when it is busy."""
@@ -167,4 +153,4 @@ def hold(workdir: str, command: str = "", *, take_over: bool = False):
     ok = multihost_utils.broadcast_one_to_all(np.array(held is not None if jax.process_index() == 0 else False))
     if not bool(ok):
         raise WorkdirBusy(error or f"workdir {workdir} is in use by another run (process 0 says which)")
-    return held if held is not None else _Shared()
+    return held if held is not None else contextlib.nullcontext()  # the other processes: process 0 holds it

@@ -61,7 +61,7 @@ class PreemptionWatch:
             if _depth == 0:
                 _received.clear()
                 _last.clear()
-                _previous.update({s: signal.getsignal(s) for s in (signal.SIGINT,)})
+                _previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
                 signal.signal(signal.SIGINT, _on_signal)
                 if not self._multi:  # several processes: JAX's manager owns SIGTERM
                     _previous[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)

@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from etils import epath
+from ldae_jax.runtime import atomic
 
 _ACTIVE: list["Timings"] = []
 
@@ -135,7 +135,4 @@ def startup_seconds() -> float | None:
 
 def write(timings: Timings, path) -> None:
     """`timings.json`: replaced whole, like every file a run writes."""
-    path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(timings.as_json(), indent=2))
-    tmp.replace(path)
+    atomic.write(path, json.dumps(timings.as_json(), indent=2))

@@ -5,14 +5,15 @@ hash over their metadata and arrays that loading recomputes, so an edited file i
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import zipfile
 
 import numpy as np
 from etils import epath
 
-from ldae_jax.errors import UserError
+from ldae_jax.errors import UserError, first_line
+from ldae_jax.runtime import atomic
 
 
 class DamagedFileError(UserError):
@@ -34,11 +35,9 @@ def content_hash(meta: dict, arrays: dict) -> str:
 def save_npz(path: str, arrays: dict, extra: dict, dtype=np.float32) -> None:
     """Writes `arrays` as `dtype` and `extra` (scalars, strings) to `path` via a temp file and a rename (a temp
     file of its own per process: two writers never share one)."""
-    path = epath.Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        np.savez(f, **{k: np.asarray(v, dtype) for k, v in arrays.items()}, **extra)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v, dtype) for k, v in arrays.items()}, **extra)
+    atomic.write(path, buffer.getvalue())
 
 
 def read_npz(path: str, remake: str = "delete it and rerun: the run makes it again") -> dict:
@@ -50,7 +49,7 @@ def read_npz(path: str, remake: str = "delete it and rerun: the run makes it aga
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e) or type(e).__name__
         raise DamagedFileError(f"{path} is damaged and cannot be read ({reason}); {remake}") from None
     bad = [k for k, v in data.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
     if bad:

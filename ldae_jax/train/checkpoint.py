@@ -19,7 +19,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ldae_jax import config_lib, schema
-from ldae_jax.errors import UserError
+from ldae_jax.errors import UserError, first_line
 from ldae_jax.runtime import precision
 
 
@@ -79,7 +79,7 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def _failed(self, step: int | None, e: Exception) -> CheckpointSaveError:
-        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = getattr(e, "strerror", None) or first_line(e) or type(e).__name__
         kept = ", ".join(map(str, sorted(self.all_steps()))) or "none"
         return CheckpointSaveError(f"cannot save the checkpoint{f' of step {step}' if step else ''} in "
                                    f"{self.directory}: {reason}; the run stopped, the checkpoints before it "
@@ -193,9 +193,8 @@ def _shape_differences(saved: dict, abstract) -> list[str]:
     params = abstract["params"] if isinstance(abstract, dict) else abstract.params
     mine = {"params." + ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(leaf.shape)
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-    diffs = [f"{name}: checkpoint {saved.get(name)} vs config {mine.get(name)}"
-             for name in sorted(set(saved) | set(mine)) if saved.get(name) != mine.get(name)]
-    return diffs
+    return [f"{name}: checkpoint {saved.get(name)} vs config {mine.get(name)}"
+            for name in sorted(set(saved) | set(mine)) if saved.get(name) != mine.get(name)]
 
 
 def restore_latest(ckpt: Checkpointer, abstract, shardings, meta: dict, workdir: str, *,
@@ -235,7 +234,7 @@ def restore_latest(ckpt: Checkpointer, abstract, shardings, meta: dict, workdir:
 
 
 def _damaged(ckpt: Checkpointer, step: int, older: list[int], workdir: str, e: Exception) -> None:
-    reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    reason = f"{type(e).__name__}: {first_line(e)}"
     where = ckpt.move_aside(step, f"could not be read: {reason}")
     then = f"falling back to step {older[0]}" if older else "no older checkpoint: starting over"
     print(f"WARNING: checkpoint at step {step} in {workdir} cannot be read ({reason}); moved to {where}, {then}",

@@ -12,6 +12,7 @@ import jax
 from clu import metric_writers, parameter_overview
 from etils import epath
 
+from ldae_jax.runtime import atomic
 from ldae_jax.train import sharding
 
 
@@ -32,9 +33,8 @@ class MetricsLog:
         self.path = epath.Path(workdir) / "metrics.jsonl"
         self.lines = []
         if self.is_writer:
-            kept = [json.dumps(m) for m in read(self.path)
-                    if resume_step is None or m.get("step", 0) <= resume_step]
-            self.lines = kept
+            self.lines = [json.dumps(m) for m in read(self.path)
+                          if resume_step is None or m.get("step", 0) <= resume_step]
             if self.path.exists():
                 self._flush()
 
@@ -46,9 +46,7 @@ class MetricsLog:
             self._flush()
 
     def _flush(self) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.tmp")
-        tmp.write_text("\n".join(self.lines) + "\n" if self.lines else "")
-        tmp.replace(self.path)
+        atomic.write(self.path, "\n".join(self.lines) + "\n" if self.lines else "")
 
     def close(self) -> None:
         self.writer.flush()

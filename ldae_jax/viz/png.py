@@ -7,6 +7,8 @@ import io
 
 from etils import epath
 
+from ldae_jax.runtime import atomic
+
 
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (no display needed); imported when first drawn."""
@@ -27,7 +29,5 @@ def save_figure(fig, path: str, dpi: int = 110) -> str:
     plt.close(fig)
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    atomic.write(path, buffer.getvalue())
     return str(path)
