@@ -25,6 +25,8 @@ INSTALL_REQUIRES = [
     "protobuf==7.36.2",
     "ml-dtypes==0.6.0",
     "matplotlib==3.11.2",
+    # Student's t quantiles of the ladder report's confidence intervals (jax already needs scipy).
+    "scipy==1.17.1",
     # The timm-compatible export of the fine-tuning encoder (ldae_jax/export.py).
     "safetensors==0.8.0",
 ]

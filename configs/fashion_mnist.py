@@ -21,4 +21,5 @@ def get_config(arg: str = ""):
     c.train.total_steps = 3000
     c.train.checkpoint_every = 500
     c.probe.epochs = 50
+    c.knn.every_steps = 500
     return c

@@ -21,7 +21,7 @@ from etils import epath
 
 from ldae_jax import config_lib, experiment, export, preflight
 from ldae_jax.errors import Preempted, UserError
-from ldae_jax.evaluate import fid_eval, finetune, probe
+from ldae_jax.evaluate import fid_eval, finetune, knn, probe
 from ldae_jax.runtime import lock, preemption, timings
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import pretrain
@@ -60,7 +60,7 @@ def _tokenizer(exp, options: Options) -> dict:
 
 
 def _pretrain(exp, options: Options) -> dict:
-    out = pretrain.train(exp, allow_config_change=options.allow_config_change)
+    out = pretrain.train(exp, allow_config_change=options.allow_config_change, monitor=knn.Monitor(exp))
     return {k: v for k, v in out.items() if k != "params"}
 
 

@@ -122,6 +122,16 @@ def defaults() -> ml_collections.ConfigDict:
     c.probe.warmup_epochs = 10  # paper mode: linear warm-up, then cosine
     c.probe.checkpoint_every = 1000  # paper mode: steps between saves of the head (resumed on restart)
 
+    # The weighted kNN evaluator (ldae_jax/evaluate/knn.py): inside pre-training every `every_steps` steps on the
+    # probe's features of the first `train_examples` of data.train_split against the first `test_examples` of
+    # data.eval_split; the probe also reports it on its full features. DINO's k and temperature.
+    c.knn = ml_collections.ConfigDict()
+    c.knn.every_steps = 5000  # 0 = off; at ImageNet scale 50 evaluations of 60k images cost ~0.2% of the run
+    c.knn.train_examples = 50_000
+    c.knn.test_examples = 10_000
+    c.knn.k = 20
+    c.knn.temperature = 0.07
+
     c.finetune = ml_collections.ConfigDict()  # end-to-end fine-tuning (docs/paper_notes.md 4.2; `--mode=finetune`)
     c.finetune.init = ""  # '' = the workdir's latest pre-training checkpoint; or an exported .safetensors file
     c.finetune.t = 10  # the fixed t folded into the LayerNorms; [NOT FOUND], the probe's default
@@ -195,6 +205,8 @@ RANGES = {
     "probe.t": "[0, inf)", "probe.block": "[0, inf)", "probe.epochs": "[1, inf)", "probe.batch_size": "[1, inf)",
     "probe.base_lr": "(0, inf)", "probe.feature_batch_size": "[1, inf)", "probe.lars_base_lr": "(0, inf)",
     "probe.warmup_epochs": "[0, inf)", "probe.checkpoint_every": "[1, inf)",
+    "knn.every_steps": "[0, inf)", "knn.train_examples": "[1, inf)", "knn.test_examples": "[1, inf)",
+    "knn.k": "[1, inf)", "knn.temperature": "(0, inf)",
     "finetune.t": "[0, inf)", "finetune.epochs": "[0, inf)", "finetune.total_steps": "[0, inf)",
     "finetune.batch_size": "[1, inf)", "finetune.base_lr": "(0, inf)", "finetune.warmup_epochs": "[0, inf)",
     "finetune.weight_decay": "[0, inf)", "finetune.b1": "[0, 1)", "finetune.b2": "[0, 1)",

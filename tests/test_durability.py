@@ -216,13 +216,14 @@ def test_a_workdir_made_under_the_old_field_names_resumes(tmp_path, capsys):
     one setup is test_train.py's)."""
     import shutil
 
-    from ldae_jax import config_lib
+    from ldae_jax import config_lib, schema
 
     workdir = tmp_path / "old"
     shutil.copytree(FIXTURE, workdir)
     assert '"pca"' in (workdir / "config.json").read_text()
     config = tiny_config(keep_checkpoints=1)
     config.model.dtype = "float32"  # the fixture's, written before the quickstart's dtype became 'auto'
+    config.knn.update(schema.defaults().knn)  # the fixture predates the kNN fields: they read as the defaults
     old = config_lib.load_config(str(workdir))
     assert config_lib.flatten(old) == config_lib.flatten(config)
     old.data.in_memory_mb = config.data.in_memory_mb = 0  # the fixture's first steps read through tf.data

@@ -84,16 +84,45 @@ def test_print_mode_gives_one_command_per_distinct_run(capsys):
     assert lines[3].endswith("t3.step5/seed0 --mode=probe --probe_file=probe_a.t20.noisy.json")
 
 
-def test_report_verdicts_follow_the_numbers(tmp_path):
-    results = {"t3.step0": [80.0, 80.4], "t1.ddpm": [78.0, 78.3], "t1.cls": [80.1, 80.5],
-               "t3.step5": [79.0], "t3.single": [79.5]}
-    lines = {line[0]: line[3] for line in ladder_report.claims(results)}
-    assert lines["the linear gamma^2 schedule beats DDPM's (patch PCA)"].startswith("reproduces (2 seeds")
-    assert lines["class conditioning hurts (patch PCA)"].startswith("within seed noise")
-    assert lines["multi-level noise beats a single level"] == "does not reproduce (1 seed)"
+def seeds(*linear, knn=None):
+    """{seed: result} as runs.gather gives it."""
+    return {s: {"linear": v, "knn": (knn or linear)[s]} for s, v in enumerate(linear)}
+
+
+def test_report_verdicts_follow_the_intervals(tmp_path):
+    results = {"t3.step0": seeds(80.0, 80.4, 79.9), "t1.ddpm": seeds(78.0, 78.3, 77.8),  # +2.07, tight: reproduces
+               "t1.cls": seeds(80.1, 79.5, 80.9),  # step0 - cls = -0.1, +0.9, -1.0: undecided
+               "t3.step5": seeds(79.0, 79.2, 79.1), "t3.single": seeds(80.0, 80.1, 80.3),  # -1.03, tight: opposite
+               "t2.pca.d32": seeds(80.0, 80.4, 79.9), "t2.ae.d32": seeds(79.5), "w.plain.d16": seeds(75.0, knn=[70.0]), "w.whiten.d16": seeds(74.0)}
+    lines = {line["claim"]: line for line in ladder_report.claims(results)}
+    assert lines["the linear gamma^2 schedule beats DDPM's (patch PCA)"]["verdict"] == "reproduces"
+    assert lines["class conditioning hurts (patch PCA)"]["verdict"] == "undecided at this scale"
+    assert lines["multi-level noise beats a single level"]["verdict"] == "opposite"
+    ae = lines["PCA is as good as a trained patch AE (not 1 point worse)"]
+    assert ae["verdict"] == "undecided (n=1: no interval)" and ae["diff"].paired and ae["diff"].n == 1
+    diff = lines["the linear gamma^2 schedule beats DDPM's (patch PCA)"]["diff"]
+    assert diff.paired and diff.n == 3 and diff.mean == pytest.approx(2.0667, abs=1e-3)
+    # kNN is read on its own numbers
+    knn = {line["claim"]: line for line in ladder_report.claims(results, "knn")}
+    assert knn["unwhitened beats whitened PCA, d=16"]["diff"].mean == pytest.approx(-4.0)
     text = ladder_report.write(results, str(tmp_path / "r.md"), scale="small", command="cmd")
-    assert "| t3.step0 | patch-wise PCA" in text and "80.20" in text
+    assert "| t3.step0 | patch-wise PCA" in text and "80.10 ± 0.66" in text  # mean ± t(0.975, 2) * sd / sqrt(3)
+    assert "+2.07 [+1.92, +2.21] (n=3, paired) | reproduces" in text
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_budgets_multiply_the_steps_and_have_their_own_runs():
+    one, four = (rows_lib.get_config(f"row=t3.step5,scale=small,budget={b}") for b in (1, 4))
+    assert (one.train.total_steps, four.train.total_steps) == (600, 2400)
+    assert four.train.warmup_epochs == one.train.warmup_epochs and four.knn.every_steps == one.knn.every_steps
+    planned = ladder.plan(["t3.step5", "a.t20.clean"], "small", [1], check=False, budget=4)
+    assert [(p.run_key, p.probe_file) for p in planned] == [("t3.step5/x4/seed1", "probe.json"),
+                                                            ("t3.step5/x4/seed1", "probe_a.t20.clean.json")]
+    assert [ladder.cost(p) for p in planned] == pytest.approx([0.3 + 0.7 * 4, 0.3])
+    with pytest.raises(UserError, match="budget must be a whole multiple"):
+        rows_lib.get_config("row=t3.step5,budget=0")
+    with pytest.raises(UserError, match="trains by epochs"):
+        rows_lib.get_config("row=t3.step5,scale=paper,budget=4")
 
 
 @needs_debian_files
@@ -102,7 +131,8 @@ def test_runner_runs_representative_rows_and_reports(tmp_path):
     planned = ladder.plan(REPRESENTATIVE, "tiny", [0])
     ladder.run_local(planned, str(tmp_path))
     results = ladder.gather(planned, str(tmp_path))
-    assert all(len(v) == 1 and 0 <= v[0] <= 100 for v in results.values()), results
+    assert all(len(v) == 1 and 0 <= v[0]["linear"] <= 100 and 0 <= v[0]["knn"] <= 100 for v in results.values())
+    assert set(results["t3.step5"][0]["baselines"]) == {"pixels", "random_init"}  # the l-DAE row probes both
     assert os.path.exists(tmp_path / "t3.step5" / "seed0" / "probe_a.t20.noisy.json")  # shares t3.step5's run
     assert os.path.exists(tmp_path / "t1.row3" / "seed0" / "conv_vae.npz")
     text = ladder_report.write(results, str(tmp_path / "ladder.md"), scale="tiny", command="test")

@@ -40,10 +40,30 @@ def check_outputs(workdir, num_results=3):
     return probe
 
 
+def tensorboard_tags(workdir) -> dict:
+    """{'scalars', 'images': the tags written in workdir's event files, 'hparams': whether hparams were}."""
+    import glob
+
+    import tensorflow as tf
+
+    out = {"scalars": set(), "images": set(), "hparams": False}
+    for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin == "hparams":
+                    out["hparams"] = True
+                elif plugin == "images" or value.HasField("image"):
+                    out["images"].add(value.tag)
+                else:
+                    out["scalars"].add(value.tag)
+    return out
+
+
 @needs_debian_files
 def test_quickstart_tiny_end_to_end_on_fashion_mnist(tmp_path):
     workdir = str(tmp_path / "run")
-    out = main_lib.run(tiny(), workdir)
+    out = main_lib.run(tiny(knn__every_steps=8), workdir)  # kNN at steps 8 and 16 (logged alone) and 20 (the end)
     probe = check_outputs(workdir)
     assert probe["step"] == 20 and out["pretrain"]["step"] == 20
     assert probe["results"]["pixels"]["test_top1"] > 50  # raw Fashion-MNIST pixels are linearly informative
@@ -55,6 +75,18 @@ def test_quickstart_tiny_end_to_end_on_fashion_mnist(tmp_path):
                  "probe / l-DAE: features", "probe / pixels: linear head", "figure"):
         assert name in phases, name
     assert phases["pretrain / compiling the train step"] > 0
+    assert "pretrain / kNN evaluation" in phases and "probe / l-DAE: kNN" in phases
+    # kNN: in training (metrics.jsonl, a line of its own between log steps), after it for every candidate
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], "loss" in r) for r in records if "knn_top1" in r] == [(8, False), (16, False), (20, True)]
+    assert all(0 <= r["knn_top1"] <= 100 for r in records if "knn_top1" in r)
+    assert all(0 <= r["knn_top1"] <= 100 and r["knn_examples"] == [2048, 500] for r in probe["results"].values())
+    assert probe["results"]["pixels"]["knn_top1"] > 50
+    # TensorBoard: the loss and kNN, the hyper-parameters, the probe's results and the denoising figure
+    tags = tensorboard_tags(workdir)
+    for tag in ("loss", "knn_top1", "probe/l-DAE/linear_top1", "probe/pixels/knn_top1", "denoising"):
+        assert tag in tags["scalars"] | tags["images"], (tag, tags)
+    assert "denoising" in tags["images"] and tags["hparams"]
     top = sum(s for p, s in phases.items() if " / " not in p)
     assert 0.5 * timed["total_s"] < top <= timed["total_s"]
     # The probe alone, rerun from the workdir's own config.json, reproduces the same numbers.

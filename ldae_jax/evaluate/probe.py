@@ -1,4 +1,6 @@
-"""The linear-probe program: probe a run's latest checkpoint and its baselines, write `probe.json`, print a table.
+"""The linear-probe program: probe a run's latest checkpoint and its baselines, write `probe.json`, print a table,
+and give TensorBoard the results (`probe/NAME/linear_top1`, `probe/NAME/knn_top1` at the checkpoint's step).
+Every candidate also gets the weighted kNN accuracy (evaluate/knn.py) of the same features.
 
 Baselines get the same head, budget and protocol: 'random_init' is the same network before training
 (the pre-training init, seed included), 'pixels' the raw image (average-pooled to at most 32 x 32).
@@ -12,8 +14,10 @@ import time
 import jax
 from etils import epath
 
+from clu import metric_writers
+
 from ldae_jax.errors import UserError
-from ldae_jax.evaluate import linear_probe, paper_probe
+from ldae_jax.evaluate import knn, linear_probe, paper_probe
 from ldae_jax.runtime import timings
 from ldae_jax.train import state as state_lib
 
@@ -69,6 +73,17 @@ def run_probe(exp, output: str = "probe.json") -> dict:
                                                      seed=config.seed,
                                                      state_path=str(epath.Path(workdir) / f"probe_state_{name}.npz"))
             dim = paper_probe.feature_dim(run, features, weights)
+            with timings.phase(f"{name}: kNN"):  # no cached features here: the kNN evaluator's subsets
+                def subset_features(images, i, features=features, weights=weights):
+                    return features(weights, images, i)
+
+                k = config.knn
+                pair = [knn.first_examples(run, subset_features,
+                                           knn.subset_batches(run, split, n, p.feature_batch_size)(), n)
+                        for split, n in ((config.data.train_split, k.train_examples),
+                                         (config.data.eval_split, k.test_examples))]
+                out["knn_top1"] = knn.knn_top1(*pair, num_classes=num_classes, k=k.k, temperature=k.temperature)
+                out["knn_examples"] = [len(pair[0][1]), len(pair[1][1])]
         else:
             def cached(images, i, features=features, weights=weights):
                 return features(weights, images, i)
@@ -80,23 +95,42 @@ def run_probe(exp, output: str = "probe.json") -> dict:
                 out = linear_probe.train_linear_probe(
                     train, test, num_classes=num_classes, epochs=p.epochs, batch_size=p.batch_size,
                     base_lr=p.base_lr, optimizer=p.optimizer, seed=config.seed)
+            with timings.phase(f"{name}: kNN"):
+                out["knn_top1"] = knn.knn_top1(train, test, num_classes=num_classes, k=config.knn.k,
+                                               temperature=config.knn.temperature)
+                out["knn_examples"] = [len(train[1]), len(test[1])]
             dim = int(train[0].shape[1])
         out["seconds"] = time.perf_counter() - start
         out["feature_dim"] = dim
         results[name] = out
         if jax.process_index() == 0:
-            print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%) in {out['seconds']:.0f}s",
-                  flush=True)
+            print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%), kNN {out['knn_top1']:.2f}% "
+                  f"in {out['seconds']:.0f}s", flush=True)
 
-    summary = {"step": step, "protocol": dict(p), "results": results}
+    summary = {"step": step, "protocol": dict(p), "knn": dict(config.knn), "results": results}
     if jax.process_index() == 0:
         (epath.Path(workdir) / output).write_text(json.dumps(summary, indent=2))
         print(format_table(summary, describe(config, step, run.model_cfg.encoder_depth)))
+    write_tensorboard(workdir, summary, output)
     return summary
 
 
-def format_table(summary: dict, labels: dict) -> str:
-    rows = ["| features | dim | linear-probe top-1 (%) |", "|---|---|---|"]
+def write_tensorboard(workdir: str, summary: dict, output: str) -> None:
+    """The probe's numbers as TensorBoard scalars at the probed step, under the result file's name."""
+    prefix = epath.Path(output).stem  # 'probe', or 'probe_ROW' for a ladder row that only changes the probe
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() != 0,
+                                                  asynchronous=False)
+    scalars = {}
     for name, r in summary["results"].items():
-        rows.append(f"| {labels.get(name, name)} | {r['feature_dim']} | {r['test_top1']:.2f} |")
+        scalars[f"{prefix}/{name}/linear_top1"] = r["test_top1"]
+        scalars[f"{prefix}/{name}/knn_top1"] = r["knn_top1"]
+    writer.write_scalars(summary["step"], scalars)
+    writer.close()
+
+
+def format_table(summary: dict, labels: dict) -> str:
+    rows = ["| features | dim | linear-probe top-1 (%) | kNN top-1 (%) |", "|---|---|---|---|"]
+    for name, r in summary["results"].items():
+        knn_top1 = f"{r['knn_top1']:.2f}" if "knn_top1" in r else ""
+        rows.append(f"| {labels.get(name, name)} | {r['feature_dim']} | {r['test_top1']:.2f} | {knn_top1} |")
     return "\n".join(rows)

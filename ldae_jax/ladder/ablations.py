@@ -41,7 +41,7 @@ def prepare_cifar10(data_dir: str | None = None) -> None:
 
 def run(name: str, *, scale: str, seeds=(0,), root: str) -> dict:
     """Runs the ablation's rows (each resumed or skipped if already done), writes ROOT/ladder_SCALE.md and its
-    figure; returns {'rows', 'results' ({row: [top-1 per seed]}), 'report', 'figure'}."""
+    figure; returns {'rows', 'results' ({row: {seed: {'linear', 'knn', ...}}}), 'report', 'figure'}."""
     if name not in ABLATIONS:
         raise UserError(f"ablation {name!r} is unknown; choose one of {', '.join(ABLATIONS)}")
     patterns, figure = ABLATIONS[name]

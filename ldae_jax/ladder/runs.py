@@ -13,7 +13,7 @@ from etils import epath
 
 from ldae_jax import modes
 from ldae_jax.ladder import rows as rows_lib
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import atomic, preemption
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import checkpoint
 
@@ -32,10 +32,11 @@ class PlannedRun:
     run_row: str
     run_config: object
     probe_file: str
+    budget: int = 1  # times the scale's training steps
 
     @property
     def run_key(self) -> str:
-        return f"{self.run_row}/seed{self.seed}"
+        return f"{self.run_row}/seed{self.seed}" if self.budget == 1 else f"{self.run_row}/x{self.budget}/seed{self.seed}"
 
 
 def _run_row(row: str, config, config_for) -> str:
@@ -47,8 +48,9 @@ def _run_row(row: str, config, config_for) -> str:
 
 
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
-         check: bool = True, local: bool = True, devices: int | None = None, hosts: int = 1) -> list[PlannedRun]:
-    """Every (row, seed), each config built and put through the one check before compute (for pre-training
+         check: bool = True, local: bool = True, devices: int | None = None, hosts: int = 1,
+         budget: int = 1) -> list[PlannedRun]:
+    """Every (row, seed) at `budget` times the scale's steps, each config built and put through the one check before compute (for pre-training
     and the probe, and FID when `inception` names the Inception-v3 weights), so a mistake stops the ladder
     before any compute. `local=False`: the runs will happen elsewhere (`--launch=print`), on `devices` devices
     over `hosts` hosts, their data and files there. `check=False` skips the checks, for reading results that
@@ -56,7 +58,8 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
     out = []
     for seed in seeds:
         def config_for(name):
-            return rows_lib.get_config(f"row={name},scale={scale},seed={seed},vgg16={vgg16},inception={inception}")
+            return rows_lib.get_config(f"row={name},scale={scale},seed={seed},budget={budget},vgg16={vgg16},"
+                                       f"inception={inception}")
 
         for row in rows:
             config = config_for(row)
@@ -67,12 +70,38 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"
-            out.append(PlannedRun(row, seed, config, run_row, run_config, probe_file))
+            out.append(PlannedRun(row, seed, config, run_row, run_config, probe_file, budget))
     return out
 
 
 def run_dir(root: str, run_key: str) -> str:
     return f"{root}/{run_key}"
+
+
+PRETRAIN_SHARE = 0.7  # of a small row's wall time at budget 1 (the probe's features and head take the rest)
+
+
+def cost(p: PlannedRun) -> float:
+    """A run's expected wall time in small-row units at budget 1: pre-training grows with the budget, the probe
+    does not; a row that only changes the probe costs its probe."""
+    probe = 1 - PRETRAIN_SHARE
+    return probe if p.probe_file != "probe.json" else probe + PRETRAIN_SHARE * p.budget
+
+
+def todo_runs(planned: list[PlannedRun]) -> list[PlannedRun]:
+    """One entry per distinct (run, probe file), in plan order."""
+    todo, seen = [], set()
+    for p in planned:
+        if (p.run_key, p.probe_file) not in seen:
+            seen.add((p.run_key, p.probe_file))
+            todo.append(p)
+    return todo
+
+
+def is_done(p: PlannedRun, root: str) -> bool:
+    workdir = run_dir(root, p.run_key)
+    wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
+    return read_probe(workdir, p.probe_file) is not None and not wants_fid
 
 
 def run_local(planned: list[PlannedRun], root: str) -> bool:
@@ -82,22 +111,20 @@ def run_local(planned: list[PlannedRun], root: str) -> bool:
     A row that changes only the probe first makes sure its run's pre-training is done (under the run's own
     config, so the workdir's config.json stays the run's), then probes into its own file.
     """
-    todo, seen = [], set()
-    for p in planned:
-        if (p.run_key, p.probe_file) not in seen:
-            seen.add((p.run_key, p.probe_file))
-            todo.append(p)
-    start, ran = time.perf_counter(), 0
+    todo = todo_runs(planned)
+    left = sum(cost(p) for p in todo if not is_done(p, root))
+    start, ran = time.perf_counter(), 0.0  # ran: the cost of the runs done in this call
     with preemption.PreemptionWatch():  # a signal between two runs stops the ladder there, too
         for i, p in enumerate(todo):
             workdir = run_dir(root, p.run_key)
             label = f"{p.run_key}" + (f" ({p.probe_file})" if p.probe_file != "probe.json" else "")
             wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
-            if read_probe(workdir, p.probe_file) is not None and not wants_fid:
+            if is_done(p, root):
                 print(f"[{i + 1}/{len(todo)}] {label}: done earlier", flush=True)
                 continue
-            eta = f", ETA {(time.perf_counter() - start) / ran * (len(todo) - i) / 60:.0f} min" if ran else ""
+            eta = f", ETA {(time.perf_counter() - start) / ran * left / 60:.0f} min" if ran else ""
             print(f"[{i + 1}/{len(todo)}] {label}{eta}", flush=True)
+            began = time.perf_counter()
             _reuse_tokenizer(p.run_config, root, workdir)
             stopped = modes.run(p.run_config, workdir, "pretrain").get("preempted")
             _share_tokenizer(p.run_config, root, workdir)
@@ -109,8 +136,28 @@ def run_local(planned: list[PlannedRun], root: str) -> bool:
             if stopped or preemption.received():
                 print(preemption.line("rerun the same command to resume the ladder"), flush=True)
                 return False
-            ran += 1
+            _record_seconds(workdir, p.probe_file, time.perf_counter() - began)
+            ran, left = ran + cost(p), left - cost(p)
     return True
+
+
+WALL_FILE = "ladder_seconds.json"  # {probe file: wall seconds of the ladder's run that made it}
+
+
+def _record_seconds(workdir: str, probe_file: str, seconds: float) -> None:
+    path = epath.Path(workdir) / WALL_FILE
+    held = json.loads(path.read_text()) if path.exists() else {}
+    atomic.write(path, json.dumps({**held, probe_file: round(seconds, 1)}, indent=1))
+
+
+def wall_seconds(p: PlannedRun, root: str) -> float | None:
+    """The wall time the ladder spent on this (run, probe file) in one go, None if not recorded (resumed runs
+    record only their last part)."""
+    path = epath.Path(run_dir(root, p.run_key)) / WALL_FILE
+    try:
+        return json.loads(path.read_text()).get(p.probe_file) if path.exists() else None
+    except ValueError:
+        return None
 
 
 def _tokenizer_cache(config, root: str):
@@ -145,9 +192,9 @@ def _share_tokenizer(config, root: str, workdir: str) -> None:
 def print_commands(planned: list[PlannedRun], root: str, scale: str, vgg16: str = "", inception: str = "") -> None:
     """One command per distinct run, then one per extra probe of a run and its FID (start those after their
     run's command)."""
-    vgg = f",vgg16={vgg16}" if vgg16 else ""
     seen = set()
     for p in planned:
+        vgg = (f",vgg16={vgg16}" if vgg16 else "") + (f",budget={p.budget}" if p.budget != 1 else "")
         workdir = run_dir(root, p.run_key)
         if (p.run_key, "probe.json") not in seen:
             seen.add((p.run_key, "probe.json"))
@@ -182,12 +229,22 @@ def gather_fid(planned: list[PlannedRun], root: str) -> dict:
     return results
 
 
+def read_result(workdir: str, probe_file: str) -> dict | None:
+    """{'linear', 'knn', 'baselines': {name: {'linear', 'knn'}}} of a run's probe result, None if not there (kNN
+    None for a result written before the probe reported it)."""
+    out = modes.result("probe", workdir, modes.Options(probe_file=probe_file))
+    if out is None:
+        return None
+    both = {name: {"linear": r["test_top1"], "knn": r.get("knn_top1")} for name, r in out["results"].items()}
+    return {**both.pop("l-DAE"), "baselines": both}
+
+
 def gather(planned: list[PlannedRun], root: str) -> dict:
-    """{row: [top-1 of each seed that finished]}."""
+    """{row: {seed: read_result(...)}} of the runs that finished (a row with none: {})."""
     results = {}
     for p in planned:
-        top1 = read_probe(run_dir(root, p.run_key), p.probe_file)
-        results.setdefault(p.row, [])
-        if top1 is not None:
-            results[p.row].append(top1)
+        result = read_result(run_dir(root, p.run_key), p.probe_file)
+        results.setdefault(p.row, {})
+        if result is not None:
+            results[p.row][p.seed] = result
     return results

@@ -45,6 +45,11 @@ class MetricsLog:
             self.lines.append(json.dumps({"step": step, **scalars}))
             self._flush()
 
+    def write_hparams(self, hparams: dict) -> None:
+        """The run's hyper-parameters, for TensorBoard's HPARAMS tab."""
+        self.writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                   for k, v in hparams.items()})
+
     def _flush(self) -> None:
         atomic.write(self.path, "\n".join(self.lines) + "\n" if self.lines else "")
 
@@ -96,6 +101,10 @@ class Progress:
     def __init__(self, total_steps: int, global_batch: int, start_step: int):
         self.total, self.batch = total_steps, global_batch
         self.last_step, self.last_time = start_step, time.perf_counter()
+
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` of other work (an evaluation) out of the current interval."""
+        self.last_time += seconds
 
     def report(self, step: int) -> dict:
         now = time.perf_counter()

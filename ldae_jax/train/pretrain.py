@@ -40,14 +40,20 @@ def _compile(step_fn, train_state, exp, batch_size: int):
     return compiled
 
 
-def train(exp, *, stop_after: int | None = None, allow_config_change: bool = False) -> dict:
+class _NoEvaluation:
+    def due(self, step: int) -> bool:
+        return False
+
+
+def train(exp, *, stop_after: int | None = None, allow_config_change: bool = False, monitor=None) -> dict:
     """Pre-train the run `exp` to config.train's length; returns {'step', 'loss', 'params', 'preempted',
     'skipped_steps'}.
 
     `stop_after` ends the run early at that step with a checkpoint, as an interruption would (a rerun resumes).
     SIGTERM or SIGINT does the same at the next step. `allow_config_change` resumes a checkpoint written under
     another config (with a warning) instead of refusing. The run's config.json is written once the workdir's
-    checkpoint (if any) is accepted as this run's.
+    checkpoint (if any) is accepted as this run's. `monitor` (evaluate/knn.py's Monitor: `due(step)`,
+    `evaluate(params)` -> scalars) evaluates the representation when due; its scalars are logged with the step's.
     """
     config, workdir = exp.config, exp.workdir
     tokenizer = exp.tokenizer
@@ -83,6 +89,9 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
         seed=config.seed, start_step=start, in_memory_mb=config.data.in_memory_mb,
     )
     log = metrics.MetricsLog(workdir, resume_step=start)
+    if start == 0:
+        log.write_hparams(config_lib.flatten(config))
+    monitor = monitor or _NoEvaluation()
     watch = preemption.PreemptionWatch()
     pending = []  # device scalars since the last check: no host sync inside the loop
     last_loss, skipped, preempted = float("nan"), 0, False
@@ -102,7 +111,8 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
             done = step + 1
             preempted = watch.reached(done)
             save = done % tc.checkpoint_every == 0 or done == end or preempted
-            if not (save or done % tc.log_every == 0):
+            knn_due = monitor.due(done) and not preempted
+            if not (save or knn_due or done % tc.log_every == 0):
                 continue
             # Check every step since the last check before anything is saved or logged.
             host, first = jax.device_get(pending), done - len(pending) + 1
@@ -116,18 +126,25 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
                 )
             newly_skipped = sum(int(m["nonfinite"]) for m in host)
             skipped += newly_skipped
+            knn = monitor.evaluate(train_state.params) if knn_due else {}
+            progress.exclude(knn.get("knn_seconds", 0.0))  # images/s and the ETA are of training alone
             if done % tc.log_every == 0 or done == end or preempted:
                 good = [m for m in host if not m["nonfinite"]] or host
                 scalars = {k: float(np.mean([m[k] for m in good])) for k in ("loss", "grad_norm")}
                 scalars.update(lr=float(lr_fn(done - 1)), skipped_steps=skipped)
                 # A preemption cuts an interval short: its numbers are the mean of the steps it holds.
                 speed = {**progress.report(done), "interval_steps": len(host)}
-                log.write(done, {**scalars, **speed})
+                log.write(done, {**scalars, **speed, **knn})
                 if jax.process_index() == 0:
                     print(metrics.log_line(done, total_steps, scalars, speed), flush=True)
                 last_loss = scalars["loss"]
-            elif newly_skipped and jax.process_index() == 0:
-                print(f"step {done}: skipped {newly_skipped} non-finite step(s), {skipped} in all", flush=True)
+            else:
+                if knn:
+                    log.write(done, knn)
+                if newly_skipped and jax.process_index() == 0:
+                    print(f"step {done}: skipped {newly_skipped} non-finite step(s), {skipped} in all", flush=True)
+            if knn and jax.process_index() == 0:
+                print(f"step {done}: kNN top-1 {knn['knn_top1']:.2f}% ({knn['knn_seconds']:.1f}s)", flush=True)
             if save:
                 ckpt.save(done, train_state, meta)
             if preempted:

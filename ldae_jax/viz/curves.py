@@ -1,5 +1,6 @@
-"""Training curves of a run: pre-training loss, learning rate and throughput from `metrics.jsonl`, the linear
-probe's loss per epoch from `probe.json`, and the same for fine-tuning (`finetune/metrics.jsonl`,
+"""Training curves of a run: pre-training loss, learning rate and throughput from `metrics.jsonl`, the kNN
+evaluator's accuracy against the step (when it ran), the linear probe's loss per epoch from `probe.json`, and the
+same for fine-tuning (`finetune/metrics.jsonl`,
 `finetune.json`) when the run has one."""
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ def _read_json(path):
 
 def _plot_row(axes, lines: list[dict], what: str, note: str = "") -> None:
     """Loss (log scale when it spans more than 10x), learning rate and images/s against the step."""
-    steps = [m["step"] for m in lines]
     for ax, key, label, log in ((axes[0], "loss", "loss", True), (axes[1], "lr", "learning rate", False),
                                 (axes[2], "images_per_s", "images / s", False)):
-        values = [m.get(key) for m in lines]
-        if any(v is None for v in values):
+        steps = [m["step"] for m in lines if key in m]  # an evaluation's line has no loss
+        values = [m[key] for m in lines if key in m]
+        if not values:
             ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
             continue
         ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3)
@@ -38,6 +39,19 @@ def _plot_row(axes, lines: list[dict], what: str, note: str = "") -> None:
         if log and min(values) > 0 and max(values) > 10 * min(values):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
+
+
+def _plot_knn(ax, lines: list[dict], probe: dict | None) -> None:
+    """The kNN evaluator's top-1 against the step, and the probe's kNN on all features at the end."""
+    points = [(m["step"], m["knn_top1"]) for m in lines if "knn_top1" in m]
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label="fixed subsets, in training")
+    final = (probe or {}).get("results", {}).get("l-DAE", {}).get("knn_top1")
+    if final is not None:
+        ax.plot([probe["step"]], [final], marker="*", ms=9, ls="", label=f"all features, after: {final:.1f}%")
+    ax.set_title("pre-training: kNN top-1 (%)", fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
 
 
 def _plot_probe(ax, probe: dict) -> None:
@@ -60,17 +74,20 @@ def write_curves_figure(workdir: str, path: str) -> str:
         raise UserError(f"{root / 'metrics.jsonl'} not found or empty: pre-train first (--mode=pretrain)")
     finetune = read_metrics(root / "finetune" / "metrics.jsonl")
     probe, finetune_result = _read_json(root / "probe.json"), _read_json(root / "finetune.json")
-    rows, cols = 1 + bool(finetune), 3 + (probe is not None)
+    knn = any("knn_top1" in m for m in pretrain)
+    rows, cols = 1 + bool(finetune), 3 + knn + (probe is not None)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
     _plot_row(axes[0], pretrain, "pre-training")
+    if knn:
+        _plot_knn(axes[0, 3], pretrain, probe)
     if probe is not None:
-        _plot_probe(axes[0, 3], probe)
+        _plot_probe(axes[0, cols - 1], probe)
     if finetune:
         note = ""
         if finetune_result:
             note = "top-1: " + ", ".join(f"{k} {v:.1f}%" for k, v in finetune_result["top1"].items())
         _plot_row(axes[1], finetune, "fine-tuning", note)
-        if cols == 4:
-            axes[1, 3].axis("off")
+        for ax in axes[1, 3:]:
+            ax.axis("off")
     fig.tight_layout()
     return png.save_figure(fig, path)

@@ -128,4 +128,5 @@ def write_denoising_figure(exp, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 
         )
         title = f"step {step}: noise in a d={exp.tokenizer.d} {config.tokenizer.kind} latent"
         plot_denoising(panels, sigmas, path, title=title)
+        png.to_tensorboard(workdir, step, "denoising", path)
     return str(path)

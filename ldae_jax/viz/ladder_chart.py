@@ -1,5 +1,5 @@
 """Figure 6 of the paper for a ladder run: the trajectory's linear-probe accuracies as horizontal bars, the
-paper's (ImageNet) on the left and ours on the right, in the same row order, with the seed range as error bars.
+paper's (ImageNet) on the left and ours on the right, in the same row order, with the 95% interval of the mean over seeds as error bars.
 
 Draws from the ladder report's table (`ladder/report.py: table`): plain dicts with each row's facts and results.
 """
@@ -20,22 +20,24 @@ def bar_chart(table: list[dict], path: str, scale: str) -> bool:
         return False
     paper = [r["paper"] for r in rows]
     ours = [statistics.fmean(r["results"]) for r in rows]
-    errors = [(max(r["results"]) - min(r["results"])) / 2 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
-    labels = [f"{r['row']}: {textwrap.shorten(r['change'], 44, placeholder='...')}" for r in rows]
+    errors = [r.get("ci") or 0.0 for r in rows]  # the 95% interval of the mean over seeds
+    known = [v for v in paper + ours if v is not None]
+    top = max(v + e for v, e in zip(ours, errors))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.55 * len(rows) + 1.6), sharey=True, sharex=True)
+    labels = [f"{r['row']}\n{textwrap.shorten(r['change'], 48, placeholder='...')}" for r in rows]
+    ys = list(range(len(rows)))[::-1]
     for ax, values, title, err in ((axes[0], paper, "paper (ImageNet, ViT-1/2L)", None),
-                                   (axes[1], ours, f"ours ({scale} scale)", errors)):
-        ys = list(range(len(rows)))[::-1]
+                                   (axes[1], ours, f"ours ({scale} scale), 95% interval over seeds", errors)):
         shown = [v if v is not None else 0 for v in values]
-        ax.barh(ys, shown, xerr=err, color="tab:blue" if err is None else "tab:orange", capsize=2)
-        for y, v in zip(ys, values):
-            ax.text((v or 0) + 0.1, y, "n/a" if v is None else f"{v:.1f}", va="center", fontsize=7)
-        known = [v for v in values if v is not None]
-        ax.set_xlim(min(known) - 3, max(known) + 2)
+        ax.barh(ys, shown, xerr=err, color="tab:blue" if err is None else "tab:orange", capsize=2, height=0.7)
+        for y, v, e in zip(ys, values, err or [0.0] * len(values)):
+            ax.text((v or min(known)) + e + 0.2, y, "n/a" if v is None else f"{v:.1f}", va="center", fontsize=7)
+        ax.set_xlim(min(known) - 3, max(top, max(known)) + 2.5)  # one range for both panels
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("linear-probe top-1 (%)", fontsize=8)
         ax.set_yticks(ys)
         ax.set_yticklabels(labels, fontsize=7)
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     png.save_figure(fig, path)
     return True

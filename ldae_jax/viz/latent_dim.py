@@ -17,7 +17,7 @@ OFFSETS = {"pca": (0, 5), "patch_ae": (-9, -10), "patch_vae": (9, -10), "pixel":
 
 
 def points(table: list[dict]) -> tuple[dict, dict]:
-    """(paper, ours): {tokenizer kind: [(d, top-1, half spread, image size)]} sorted by d."""
+    """(paper, ours): {tokenizer kind: [(d, top-1, 95% half-width, image size)]} sorted by d."""
     paper, ours = {}, {}
     for r in table:
         if not r["sweep"] or r["kind"] not in SERIES:
@@ -25,8 +25,8 @@ def points(table: list[dict]) -> tuple[dict, dict]:
         if r["paper"] is not None:
             paper.setdefault(r["kind"], []).append((r["paper_d"], r["paper"], 0.0, r["paper_image_size"]))
         if r["results"]:
-            spread = (max(r["results"]) - min(r["results"])) / 2
-            ours.setdefault(r["kind"], []).append((r["d"], statistics.fmean(r["results"]), spread, r["image_size"]))
+            half = r.get("ci") or 0.0  # the 95% interval of the mean over seeds
+            ours.setdefault(r["kind"], []).append((r["d"], statistics.fmean(r["results"]), half, r["image_size"]))
     return ({k: sorted(v) for k, v in paper.items()}, {k: sorted(v) for k, v in ours.items()})
 
 

@@ -31,3 +31,17 @@ def save_figure(fig, path: str, dpi: int = 110) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write(path, buffer.getvalue())
     return str(path)
+
+
+def to_tensorboard(workdir: str, step: int, name: str, path: str) -> None:
+    """The PNG at `path` as an image in the run's TensorBoard (its IMAGES tab), at `step`."""
+    import matplotlib.image
+    import numpy as np
+    from clu import metric_writers
+
+    with epath.Path(path).open("rb") as f:
+        image = matplotlib.image.imread(f, format="png")  # float [H, W, 3 or 4] in [0, 1]
+    image = (np.asarray(image)[..., :3] * 255).round().astype(np.uint8)
+    writer = metric_writers.create_default_writer(workdir, asynchronous=False)
+    writer.write_images(step, {name: image[None]})
+    writer.close()
