@@ -93,7 +93,8 @@ def build_jax(config):
     in_dim, out_dim = objective.dims(tok.dim, tok.d)
     num_tokens = (size // tok.patch_size) ** 2
     model_cfg = model_config_from(config.model, num_tokens=num_tokens, in_dim=in_dim, out_dim=out_dim,
-                                  num_classes=objective.num_classes)
+                                  num_classes=objective.num_classes,
+                                  mae=config.mae if objective.kind == "mae" else None)
     n = config.noise
     schedule = diffusion.schedule_from_config(n)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)

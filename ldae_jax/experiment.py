@@ -27,7 +27,8 @@ def model_config(config, channels: int, num_classes: int) -> ModelConfig:
     in_dim, out_dim = obj.dims(t.patch_size**2 * channels, t.d)
     try:
         return model_config_from(config.model, num_tokens=(config.data.image_size // t.patch_size) ** 2,
-                                 in_dim=in_dim, out_dim=out_dim, num_classes=obj.num_classes)
+                                 in_dim=in_dim, out_dim=out_dim, num_classes=obj.num_classes,
+                                 mae=config.mae if obj.kind == "mae" else None)
     except ValueError as e:  # a size, width or dtype the model does not have
         raise UserError(str(e)) from None
 

@@ -25,7 +25,7 @@ from ldae_jax.evaluate import fid_eval, finetune, knn, probe
 from ldae_jax.runtime import lock, preemption, timings
 from ldae_jax.tokenizers import registry
 from ldae_jax.train import pretrain
-from ldae_jax.viz import denoising, samples
+from ldae_jax.viz import denoising, reconstruction, samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,14 @@ def _pretrain(exp, options: Options) -> dict:
     return {k: v for k, v in out.items() if k != "params"}
 
 
+def _figure(exp, options: Options) -> str:
+    """The run's figure: denoising for l-DAE (Figures 7-8), reconstruction for MAE."""
+    del options
+    if exp.objective.kind == "mae":
+        return reconstruction.write_reconstruction_figure(exp)
+    return denoising.write_denoising_figure(exp)
+
+
 _CHECKPOINT = lambda config: True  # noqa: E731
 
 STAGES = {s.name: s for s in (
@@ -71,7 +79,7 @@ STAGES = {s.name: s for s in (
     Stage("pretrain", _pretrain, lambda c, o: "checkpoints/, metrics.jsonl, config.json"),
     Stage("probe", lambda exp, o: probe.run_probe(exp, o.probe_file), lambda c, o: o.probe_file, probe.check,
           needs_checkpoint=_CHECKPOINT),
-    Stage("figure", lambda exp, o: denoising.write_denoising_figure(exp), lambda c, o: "denoising.png",
+    Stage("figure", _figure, lambda c, o: "reconstruction.png" if c.objective.kind == "mae" else "denoising.png",
           needs_checkpoint=_CHECKPOINT),
     Stage("samples", lambda exp, o: samples.write_samples_figure(exp), lambda c, o: "samples.png",
           needs_checkpoint=_CHECKPOINT),

@@ -35,10 +35,15 @@ class Objective:
     num_classes: int = 0  # 0 = unconditional
     label_dropout: float = 0.0
     learn_sigma: bool = False  # the network also outputs v, the interpolation of DiT's log-variance
+    kind: str = "denoise"  # 'denoise': the ladder's objectives | 'mae': MAE's masked patch prediction
+    mask_ratio: float = 0.75  # 'mae': the share of each example's tokens hidden from the encoder
+    norm_pix: bool = True  # 'mae': the target is each patch normalised by its own mean and variance
 
     def dims(self, dim: int, d: int) -> tuple[int, int]:
         """(input, output) size of one token for the network, for tokens of D = `dim` pixels and `d` latents
         (output doubled for the variance channels)."""
+        if self.kind == "mae":  # pixels in, pixels out
+            return dim, dim
         size = {"image": dim, "latent": d}
         return size[self.input], size[self.output] * (2 if self.learn_sigma else 1)
 
@@ -55,6 +60,8 @@ def check(config, kind) -> None:
     """Combinations of `config.objective` with the noise schedule and the tokenizer `kind` (a registry entry)
     that mean nothing, before any data is read."""
     o = config.objective  # each field's values and range: the schema's, checked before this
+    if o.kind == "mae":
+        return _check_mae(config, kind)
     if o.target == "eps" and o.output != "latent":
         raise UserError("objective.target='eps' predicts the latent noise: it needs objective.output='latent'")
     if o.target == "original" and o.output != "image":
@@ -71,12 +78,32 @@ def check(config, kind) -> None:
                         f"schedule={config.noise.schedule!r}")
 
 
+def _check_mae(config, kind) -> None:
+    """MAE predicts raw pixels of patches at t = 0, unconditionally, from the encoder's first blocks."""
+    o, p, m = config.objective, config.probe, config.model
+    if kind.name != "pixel":
+        raise UserError(f"objective.kind='mae' predicts raw pixels: it needs tokenizer.kind='pixel', got "
+                        f"{kind.name!r}")
+    if o.class_conditional or o.learn_sigma:
+        raise UserError("objective.kind='mae' has no class conditioning and no learned variance: set "
+                        "objective.class_conditional and objective.learn_sigma to False")
+    if p.t or config.finetune.t or p.noisy:
+        raise UserError(f"objective.kind='mae' trains at t=0 on clean images: probe.t and finetune.t must be 0 and "
+                        f"probe.noisy False (got probe.t={p.t}, finetune.t={config.finetune.t}, "
+                        f"probe.noisy={p.noisy})")
+    if m.scan_layers:
+        raise UserError("objective.kind='mae' does not scan its layers: set model.scan_layers=False")
+
+
 def objective_from(config, num_classes: int) -> Objective:
-    """The `objective` section of a config (checked by `check` before the run starts)."""
+    """The `objective` section of a config, and its `mae` section for kind 'mae' (checked by `check` before the
+    run starts)."""
     o = config.objective
+    mae = {"kind": "mae", "mask_ratio": float(config.mae.mask_ratio), "norm_pix": bool(config.mae.norm_pix_loss)} \
+        if o.kind == "mae" else {}
     return Objective(input=o.input, output=o.output, target=o.target, w_res=float(o.w_res),
                      num_classes=num_classes if o.class_conditional else 0, label_dropout=float(o.label_dropout),
-                     learn_sigma=bool(o.learn_sigma))
+                     learn_sigma=bool(o.learn_sigma), **mae)
 
 
 def noised_latents(tok, schedule, images, t, noise):
@@ -112,8 +139,42 @@ def null_labels(obj: Objective, batch: int):
     return jnp.full((batch,), obj.num_classes, jnp.int32) if obj.num_classes else None
 
 
+def visible_count(num_tokens: int, mask_ratio: float) -> int:
+    """Tokens each example keeps (MAE: int(N * (1 - ratio)), at least one)."""
+    return max(1, int(num_tokens * (1 - mask_ratio)))
+
+
+def random_keep(rng: jax.Array, batch: int, num_tokens: int, mask_ratio: float) -> tuple[jax.Array, jax.Array]:
+    """(keep [B, K] indices of each example's visible tokens, mask [B, N] with 1 where a token is hidden)."""
+    k = visible_count(num_tokens, mask_ratio)
+    order = jnp.argsort(jax.random.uniform(rng, (batch, num_tokens)), axis=1)
+    keep = order[:, :k]
+    mask = jnp.ones((batch, num_tokens)).at[jnp.arange(batch)[:, None], keep].set(0.0)
+    return keep, mask
+
+
+def mae_target(patches, norm_pix: bool):
+    """MAE's pixel target [B, N, D]: each patch, normalised by its own mean and variance when `norm_pix`."""
+    if not norm_pix:
+        return patches
+    mean = patches.mean(axis=-1, keepdims=True)
+    var = patches.var(axis=-1, keepdims=True)
+    return (patches - mean) / jnp.sqrt(var + 1e-6)
+
+
+def mae_loss(model, obj: Objective, tok, images, rng):
+    """MAE: the mean squared error of the predicted pixels on each example's masked patches only."""
+    patches = patchify(images, tok.patch_size)
+    keep, mask = random_keep(rng, patches.shape[0], patches.shape[1], obj.mask_ratio)
+    err = jnp.mean(jnp.square(model(patches, keep) - mae_target(patches, obj.norm_pix)), axis=-1)  # [B, N]
+    per_example = (err * mask).sum(axis=1) / mask.sum(axis=1)
+    return per_example.mean(), per_example
+
+
 def loss(model, obj: Objective, tok, schedule, images, labels, rng):
     """Mean loss of a batch of images [B, H, W, C] in [-1, 1] (labels [B]); returns (loss, per-example [B])."""
+    if obj.kind == "mae":
+        return mae_loss(model, obj, tok, images, rng)
     z0 = tok.image_latents(images)
     t_rng, eps_rng = jax.random.split(rng)
     label_rng = jax.random.fold_in(rng, 1)

@@ -128,7 +128,8 @@ def check(config, stages, *, devices: int | None = None, processes: int = 1, wor
     kind = registry.check(config, dataset.channels, local=local)
     objectives.check(config, kind)
     model_cfg = experiment.model_config(config, dataset.channels, dataset.num_classes)
-    depth = model_cfg.encoder_depth + model_cfg.decoder_depth
+    # MAE's decoder has its own width: only the encoder's blocks can be probed
+    depth = model_cfg.encoder_depth + (model_cfg.decoder_depth if model_cfg.kind != "mae" else 0)
     if config.probe.block > depth:
         raise UserError(f"probe.block={config.probe.block} is past the network's last block ({depth}); use 0 for "
                         f"the encoder's output (block {model_cfg.encoder_depth}) or 1..{depth}")

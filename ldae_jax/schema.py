@@ -58,6 +58,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.tokenizer.conv_vae.adversarial_start = 0  # step at which the discriminator and its loss start (LDM: 50001)
 
     c.objective = ml_collections.ConfigDict()
+    c.objective.kind = "denoise"  # 'denoise': the ladder's objectives below | 'mae': MAE (the `mae` section)
     c.objective.input = "image"  # 'image': decode(z_t) (Table 3 step 3 onward) | 'latent': z_t
     c.objective.output = "image"  # 'image': patches, mapped to latents by encode (step 4 onward) | 'latent'
     c.objective.target = "original"  # 'original' (Eq. 4, l-DAE) | 'clean' (z0, Eq. 3) | 'eps' (noise, Eq. 2)
@@ -65,6 +66,16 @@ def defaults() -> ml_collections.ConfigDict:
     c.objective.class_conditional = False  # Table 1 row 1: the label embedding is added to the t embedding
     c.objective.label_dropout = 0.1  # DiT's rate of null labels when class-conditional
     c.objective.learn_sigma = False  # DiT's learned variance (2x output, hybrid loss); [NOT FOUND] for Table 1
+
+    # MAE (objective.kind='mae', models/mae.py): its masking and its own decoder; the encoder is `model`'s (its
+    # width, heads and encoder_depth; model.decoder_depth is l-DAE's decoder and not used by MAE).
+    # MAE's published ViT-B/L recipe: 75% masked, normalised-pixel target, a decoder of 8 blocks of width 512.
+    c.mae = ml_collections.ConfigDict()
+    c.mae.mask_ratio = 0.75
+    c.mae.norm_pix_loss = True
+    c.mae.decoder_width = 512
+    c.mae.decoder_depth = 8
+    c.mae.decoder_heads = 16
 
     c.noise = ml_collections.ConfigDict()
     c.noise.schedule = "sigma_linear"  # gamma = 1, sigma linear in [0, sqrt 2] (Table 3 step 2 onward)
@@ -170,6 +181,7 @@ def defaults() -> ml_collections.ConfigDict:
 # registry, the dataset list and the model sizes themselves).
 CHOICES = {
     "data.augment": ("center_crop", "random_resized_crop"),
+    "objective.kind": ("denoise", "mae"),
     "objective.input": ("image", "latent"),
     "objective.output": ("image", "latent"),
     "objective.target": ("original", "clean", "eps"),
@@ -194,6 +206,8 @@ RANGES = {
     "tokenizer.conv_vae.adversarial_weight": "[0, inf)", "tokenizer.conv_vae.adversarial_start": "[0, inf)",
     "data.image_size": "[1, inf)", "data.in_memory_mb": "[0, inf)",
     "objective.w_res": "[0, inf)", "objective.label_dropout": "[0, 1)",
+    "mae.mask_ratio": "(0, 1)", "mae.decoder_width": "[4, inf)", "mae.decoder_depth": "[1, inf)",
+    "mae.decoder_heads": "[1, inf)",
     "noise.T": "[1, inf)", "noise.sigma_max": "(0, inf)", "noise.single_sigma": "(0, inf)",
     "model.width": "[0, inf)", "model.num_heads": "[0, inf)", "model.encoder_depth": "[0, inf)",
     "model.decoder_depth": "[-1, inf)", "model.mlp_ratio": "(0, inf)", "model.cond_hidden_ratio": "(0, inf)",

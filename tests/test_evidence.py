@@ -61,6 +61,13 @@ def test_report_from_synthetic_results(tmp_path):
                 if p.row == "t3.step5" else None
             write_probe(tmp_path, p, value, value - 2, baselines, curve=[(200, 60.0), (400, 65.0), (600, 66.0)])
             written.add((p.row, p.seed, p.budget))
+    # Table 4: MAE 2 points ahead of l-DAE (79.0) in the linear probe at equal steps, fine-tuned all at 85.0
+    for p in parts["table4"]:
+        workdir = tmp_path / p.run_key
+        if p.row != "t4.ldae":
+            value = {"t4.mae": 81.0, "t4.mae.time": 82.0}[p.row] + seed_effect[p.seed] + 0.01 * p.seed
+            write_probe(tmp_path, p, value, value - 1, curve=[(200, 60.0), (400, 65.0), (600, 66.0)])
+        (workdir / "finetune.json").write_text(json.dumps({"top1": {"final": 85.0 + 0.1 * p.seed}}))
     text = evidence_report.write(parts, str(tmp_path), str(tmp_path / "docs" / "ladder_tiny.md"), scale="tiny",
                                  command="python -m ldae_jax.ladder.evidence", trends=evidence.TRENDS,
                                  left="expected time for what is left: 3.7 h")
@@ -74,12 +81,19 @@ def test_report_from_synthetic_results(tmp_path):
     assert "more training does not move it measurably" in tokenizer
     pixels = text.split("## l-DAE against raw pixels at every budget")[1].split("##")[0]
     assert "| 1x | 79.00 ± " in pixels and "| 4x | 82.00 ± " in pixels and "84.00 ±" in pixels
-    assert "Its cost over 36 runs: 2.5% of the training steps' time" in text  # 3 x 0.5 s against 600 steps at 10/s
+    assert "Its cost over 42 runs: 2.5% of the training steps' time" in text  # 3 x 0.5 s against 600 steps at 10/s
     missing = text.split("## Not run yet")[1]
     assert "- appendix: 42" in missing and "- claims@1x:" in missing and "- noise@16x: 4" in missing
+    table4 = text.split("## Table 4 at small scale")[1].split("\n## ")[0]
+    assert "| t4.mae (MAE, equal steps) | 68.0 / 83.6 | 81.01 ± " in table4
+    equal_steps = table4.split("| MAE, equal steps | ")[1].split("\n")[0]
+    assert equal_steps.startswith("+2.0") and equal_steps.count(": MAE ahead") == 2  # linear and kNN
+    assert equal_steps.endswith("(n=3, paired): undecided |")  # fine-tuned: the same numbers
+    assert "table4" not in missing  # every Table 4 run probed and fine-tuned
     records = json.loads((tmp_path / "docs" / "ladder_tiny_runs.json").read_text())["runs"]
     done = {(r["row"], r["seed"], r["budget"]) for r in records if r["done"]}
-    shared = {(row, s, 1) for row in ("t2.pca.d32", "w.plain.d32") for s in range(3)}  # other names of runs above
+    shared = {(row, s, 1) for row in ("t2.pca.d32", "w.plain.d32", "t4.ldae") for s in range(3)}  # names of runs above
+    written |= {(row, s, 1) for row in ("t4.mae", "t4.mae.time") for s in range(3)}
     assert done == written | shared and all(r["knn_curve"] for r in records if r["done"])
     for figure in ("trend_multi_level", "trend_latent_vs_pixels", "pixels", "knn_curves"):
         picture = np.asarray(Image.open(tmp_path / "docs" / "figures" / "ladder_tiny" / f"{figure}.png").convert("L"))

@@ -205,6 +205,29 @@ def test_a_signal_in_any_stage_is_one_line_and_its_exit_code(mode, sig, hook, sa
     assert not [f for f in os.listdir(workdir) if f.endswith(".tmp")] and not (workdir / ".lock.json").exists()
 
 
+def test_a_signal_during_the_knn_evaluation_saves_at_the_next_step(tmp_path, capsys, monkeypatch):
+    """The kNN evaluation inside training takes seconds: a signal in it is handled at the next training step,
+    which saves, rather than losing the steps since the last checkpoint."""
+    from ldae_jax.evaluate import knn
+
+    real, calls = knn.knn_top1, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(knn, "knn_top1", interrupted)
+    workdir = tmp_path / "run"
+    code, out, err = helpers.call_main([f"--workdir={workdir}", QUICK, "--config.mesh.data=1", "--mode=pretrain",
+                                        "--config.train.total_steps=6", "--config.train.log_every=1",
+                                        "--config.train.checkpoint_every=100", "--config.knn.every_steps=2"], capsys)
+    assert code == 0 and "step 2: kNN top-1" in out, (out, err)
+    assert "Preempted (SIGTERM): checkpoint saved at step 3; rerun the same command to resume" in out
+    assert [d for d in os.listdir(workdir / "checkpoints") if d.isdigit()] == ["3"]
+
+
 # ------------------------------------------------------------------------------------------ files and values
 
 def test_a_damaged_or_non_finite_tokenizer_file_is_one_line_before_compute(tmp_path, capsys):

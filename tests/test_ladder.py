@@ -18,7 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The runner end to end on rows not run elsewhere: l-DAE, a probe-only row sharing its run, the conv VAE with its
 # adversarial loss. The slow test runs every row.
 REPRESENTATIVE = ["t3.step5", "a.t20.noisy", "t1.row3"]
-SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32", "a.t10.clean"}  # other names for their parent row's run
+SAME_AS_PARENT = {"t2.pca.d32", "w.plain.d32", "a.t10.clean", "t4.ldae",
+                  "t4.mae.time"}  # other names for their parent row's run (t4.mae.time: at paper scale only)
+ANOTHER_METHOD = {"t4.mae"}  # MAE against l-DAE: the objective, its tokenizer, decoder and probe step all change
 
 
 def identity(config):
@@ -49,7 +51,7 @@ def test_every_row_builds_checks_and_is_a_few_fields_from_its_parent(scale, vgg1
         if row.parent:
             parent = identity(rows_lib.get_config(f"row={row.parent},scale={scale}"))
             changed = {k for k, v in identity(config).items() if parent.get(k) != v}
-            assert len(changed) <= 4, (name, changed)
+            assert len(changed) <= (10 if name in ANOTHER_METHOD else 4), (name, changed)
             assert changed or name in SAME_AS_PARENT, name
 
 

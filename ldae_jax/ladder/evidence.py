@@ -9,10 +9,12 @@ Parts, in the order they run (a part's runs are shared with an earlier part's wh
   1. trends@1x   the rows of the budget-trend pairs, 3 seeds (noise levels, tokenizer, class conditioning,
                  schedule; the l-DAE row also probes raw pixels and the random-init network)
   2. noise@4x    the multi-level / single-level pair at 4x the steps, 3 seeds
-  3. appendix    Appendix A: the l-DAE run probed at other t, with noisy input, at other blocks, 3 seeds
-  4. trends@4x   the other trend pairs at 4x, 3 seeds
-  5. claims@1x   every other row a claim compares (and t1.sigma, DiT's learned variance), 3 seeds
-  6. noise@16x   the noise-level pair at 16x, 2 seeds
+  3. table4      Table 4 at small scale: l-DAE against MAE at equal steps and at equal wall time, 3 seeds,
+                 each also fine-tuned
+  4. appendix    Appendix A: the l-DAE run probed at other t, with noisy input, at other blocks, 3 seeds
+  5. trends@4x   the other trend pairs at 4x, 3 seeds
+  6. claims@1x   every other row a claim compares (and t1.sigma, DiT's learned variance), 3 seeds
+  7. noise@16x   the noise-level pair at 16x, 2 seeds
 Stopping (Ctrl-C, SIGTERM) keeps every finished run and the current run's checkpoint; the same command
 resumes. The expected time is printed first, from this machine's finished runs when there are some.
 """
@@ -36,7 +38,7 @@ TRENDS = {
 }
 CLAIM_ROWS = ("t3.*,t1.row3,t1.row4,t1.row5,t1.cls,t1.ddpm,t1.sigma,t2.pca.*,t2.ae.d8,t2.ae.d16,t2.ae.d32,"
               "t2.ae.d64,t2.vae.d8,t2.vae.d16,t2.vae.d32,t2.vae.d64,f5.*,w.*")  # t1.sigma: in no claim, reported
-UNIT_SECONDS = 100  # a small row at budget 1 on a 2-core Xeon (2026-12-02), until this machine has measured one
+UNIT_SECONDS = 100  # a small row at budget 1 on a 2-core AMD EPYC (2026-12-02), until this machine has measured one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Part:
     rows: str  # row names or patterns (rows.select)
     seeds: tuple
     budget: int = 1
+    finetune: bool = False  # also fine-tune each run
 
 
 def _rows(*names) -> str:
@@ -54,6 +57,7 @@ def _rows(*names) -> str:
 PARTS = (
     Part("trends@1x", _rows(*(r for pair in TRENDS.values() for r in pair)), (0, 1, 2)),
     Part("noise@4x", _rows(*TRENDS["multi_level"]), (0, 1, 2), 4),
+    Part("table4", "t4.ldae,t4.mae,t4.mae.time", (0, 1, 2), finetune=True),
     Part("appendix", "a.*", (0, 1, 2)),
     Part("trends@4x", _rows(*(r for k, pair in TRENDS.items() if k != "multi_level" for r in pair)), (0, 1, 2), 4),
     Part("claims@1x", CLAIM_ROWS, (0, 1, 2)),
@@ -64,7 +68,7 @@ PARTS = (
 def plan(scale: str = "small", parts=PARTS, check: bool = True) -> dict[str, list[runs.PlannedRun]]:
     """{part name: its planned runs}, every config checked before any compute (unless `check` is False)."""
     return {part.name: runs.plan(rows_lib.select(part.rows), scale, list(part.seeds), check=check,
-                                 budget=part.budget) for part in parts}
+                                 budget=part.budget, finetune=part.finetune) for part in parts}
 
 
 def measured_unit_seconds(root: str, planned: list[runs.PlannedRun]) -> tuple[float, int]:
@@ -92,7 +96,7 @@ def describe_plan(parts: dict, root: str) -> str:
         lines.append(f"  {name:10s} {len(todo) - len(left):3d} done, {len(left):3d} to run, about "
                      f"{seconds / 3600:.1f} h")
     source = (f"measured on this machine from {measured} finished runs" if measured else
-              f"a prior of {UNIT_SECONDS} s per small row, measured on a 2-core Xeon on 2026-12-02")
+              f"a prior of {UNIT_SECONDS} s per small row, measured on a 2-core AMD EPYC on 2026-12-02")
     return "\n".join([f"Evidence plan in {root} ({unit:.0f} s per small row: {source}):", *lines,
                       f"  expected time for what is left: {total / 3600:.1f} h"])
 

@@ -34,10 +34,12 @@ def collect(parts: dict, root: str) -> list[dict]:
             knn_seconds = sum(m.get("knn_seconds", 0.0) for m in metrics.read(epath.Path(workdir) / "metrics.jsonl")
                               if "knn_top1" in m) if curve else None
             records.append({"row": p.row, "seed": p.seed, "budget": p.budget, "part": part, "run": p.run_key,
-                            "probe_file": p.probe_file, "done": result is not None, **(result or {}),
+                            "probe_file": p.probe_file, "done": result is not None,
+                            "complete": runs.is_done(p, root), **(result or {}),
                             "knn_curve": curve, "knn_seconds": knn_seconds,
                             "train_seconds": _train_seconds(workdir) if curve else None,
-                            "wall_seconds": runs.wall_seconds(p, root)})
+                            "seconds_per_step": _seconds_per_step(workdir) if result is not None else None,
+                            "steps": p.run_config.train.total_steps, "wall_seconds": runs.wall_seconds(p, root)})
     return records
 
 
@@ -45,6 +47,12 @@ def _train_seconds(workdir: str) -> float | None:
     """Seconds of training steps (evaluations left out) from the logged intervals' speeds."""
     lines = [m for m in metrics.read(epath.Path(workdir) / "metrics.jsonl") if m.get("steps_per_s")]
     return sum(m.get("interval_steps", 0) / m["steps_per_s"] for m in lines) if lines else None
+
+
+def _seconds_per_step(workdir: str) -> float | None:
+    """The median over the logged intervals of a training step's time."""
+    speeds = [m["steps_per_s"] for m in metrics.read(epath.Path(workdir) / "metrics.jsonl") if m.get("steps_per_s")]
+    return 1 / statistics.median(speeds) if speeds else None
 
 
 def results_at(records: list[dict], budget: int) -> dict:
@@ -198,6 +206,64 @@ def plot_knn_curves(records: list[dict], rows: list[str], path: str, knn) -> str
     return png.save_figure(fig, path)
 
 
+TABLE4 = {"t4.ldae": "l-DAE", "t4.mae": "MAE, equal steps", "t4.mae.time": "MAE, equal wall time"}
+PAPER_TABLE4 = {"t4.ldae": (66.6, 83.7), "t4.mae": (68.0, 83.6)}  # ViT-B: linear probe, fine-tuned
+COST_FILE = "*-table4_cost_small.json"  # bench/table4_cost.py's results, the newest
+
+
+def _xla_flops() -> dict:
+    """{row: XLA's FLOPs per train step} from the newest bench/results file of bench/table4_cost.py, if any."""
+    found = sorted((epath.Path(__file__).parents[2] / "bench" / "results").glob(COST_FILE))
+    if not found:
+        return {}
+    rows = json.loads(found[-1].read_text())["rows"]
+    return {name: r["xla_flops_per_step"] for name, r in rows.items()}
+
+
+def _table4(records: list[dict]) -> list[str]:
+    """Table 4 at small scale: l-DAE against MAE at equal steps and at equal wall time, with their costs."""
+    res = results_at(records, 1)
+    if not any(report.values(res, r) for r in TABLE4 if r != "t4.ldae"):
+        return []
+    flops = _xla_flops()
+    out = ["", "## Table 4 at small scale: l-DAE against MAE", "",
+           "MAE on the same data, encoder (2 blocks of width 96) and probe as the l-DAE row, with its own decoder "
+           "(2 blocks of width 64), 75% of the 16 patches masked, the normalised-pixel target and weight decay "
+           "0.05; fine-tuned as l-DAE (3 epochs, no Mixup, CutMix or RandAugment). MAE's step is cheaper (its "
+           "encoder sees 4 of 16 tokens), so at equal wall time it takes more steps. The paper's numbers are "
+           "ViT-B on ImageNet (Table 4, Appendix B).", ""]
+    lines = []
+    for row, label in TABLE4.items():
+        mine = [r for r in records if r["row"] == row and r["budget"] == 1 and r["done"]]
+        per_step = [r["seconds_per_step"] for r in mine if r["seconds_per_step"]]
+        train = [r["steps"] * r["seconds_per_step"] for r in mine if r["seconds_per_step"]]
+        paper = PAPER_TABLE4.get(row)
+        lines.append([f"{row} ({label})", "" if paper is None else f"{paper[0]} / {paper[1]}",
+                      report.estimate(report.values(res, row)), report.estimate(report.values(res, row, "knn")),
+                      report.estimate(report.values(res, row, "finetune")) or "not run",
+                      str(mine[0]["steps"]) if mine else "",
+                      f"{1e3 * statistics.fmean(per_step):.0f}" if per_step else "",
+                      f"{statistics.fmean(train):.0f}" if train else "",
+                      f"{flops[row] / 1e9:.2f}" if row in flops else ""])
+    out += _table(["row", "paper ViT-B: linear / fine-tuned", "linear top-1 (%)", "kNN top-1 (%)",
+                   "fine-tuned top-1 (%)", "steps", "ms / step", "training s", "GFLOP / step (XLA)"], lines)
+    out += ["", "MAE minus l-DAE, paired by seed, with the 95% interval (the paper, ViT-B: MAE 1.4 points ahead in the "
+            "linear probe, 0.1 behind fine-tuned):", ""]
+    diffs = []
+    for row in ("t4.mae", "t4.mae.time"):
+        line = [TABLE4[row]]
+        for m in ("linear", "knn", "finetune"):
+            d = stats.difference(report.values(res, row, m), report.values(res, "t4.ldae", m), paired=True)
+            word = {"reproduces": "MAE ahead", "opposite": "l-DAE ahead"}.get(stats.verdict(d), "undecided") if d else ""
+            line.append(f"{d.text()}: {word}" if d else "not run")
+        diffs.append(line)
+    out += _table(["MAE run", "linear", "kNN", "fine-tuned"], diffs)
+    if flops:
+        out += ["", "GFLOP / step: XLA's count for the compiled train step (bench/table4_cost.py, its newest "
+                    f"bench/results/{COST_FILE}); ms / step: the median logged in the runs."]
+    return out
+
+
 def _machine() -> str:
     try:
         for line in epath.Path("/proc/cpuinfo").read_text().splitlines():
@@ -285,6 +351,7 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
             out += ["", f"![l-DAE vs pixels]({figures['pixels']})"]
     else:
         out.append("Not run yet.")
+    out += _table4(records)
     shares = list({r["run"]: r["knn_seconds"] / r["train_seconds"] for r in records
                    if r["knn_seconds"] is not None and r["train_seconds"]}.values())  # one per run
     out += ["", "## kNN during pre-training", "",
@@ -297,7 +364,7 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
                    "of a run also compiles and reads its images).")
     if "knn_curves" in figures:
         out += ["", f"![kNN during training]({figures['knn_curves']})"]
-    missing = [r for r in records if not r["done"]]
+    missing = [r for r in records if not r["complete"]]  # a probe without its planned fine-tuning included
     out += ["", "## Not run yet", ""]
     if missing:
         by_part = {}

@@ -33,6 +33,7 @@ class PlannedRun:
     run_config: object
     probe_file: str
     budget: int = 1  # times the scale's training steps
+    finetune: bool = False  # also fine-tune the run (finetune.json), after its probe
 
     @property
     def run_key(self) -> str:
@@ -49,7 +50,7 @@ def _run_row(row: str, config, config_for) -> str:
 
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
          check: bool = True, local: bool = True, devices: int | None = None, hosts: int = 1,
-         budget: int = 1) -> list[PlannedRun]:
+         budget: int = 1, finetune: bool = False) -> list[PlannedRun]:
     """Every (row, seed) at `budget` times the scale's steps, each config built and put through the one check before compute (for pre-training
     and the probe, and FID when `inception` names the Inception-v3 weights), so a mistake stops the ladder
     before any compute. `local=False`: the runs will happen elsewhere (`--launch=print`), on `devices` devices
@@ -65,12 +66,14 @@ def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", incepti
             config = config_for(row)
             if check:
                 modes.check(config, "pretrain_probe", local=local, devices=devices, processes=hosts)
+                if finetune:
+                    modes.check(config, "finetune", local=local, devices=devices, processes=hosts)
                 if inception:
                     modes.STAGES["fid"].check(config, local=local)
             run_row = _run_row(row, config, config_for)
             run_config = config_for(run_row)
             probe_file = "probe.json" if dict(config.probe) == dict(run_config.probe) else f"probe_{row}.json"
-            out.append(PlannedRun(row, seed, config, run_row, run_config, probe_file, budget))
+            out.append(PlannedRun(row, seed, config, run_row, run_config, probe_file, budget, finetune))
     return out
 
 
@@ -79,29 +82,35 @@ def run_dir(root: str, run_key: str) -> str:
 
 
 PRETRAIN_SHARE = 0.7  # of a small row's wall time at budget 1 (the probe's features and head take the rest)
+FINETUNE_COST = 1.1  # the small scale's fine-tuning (3 epochs), in the same units
 
 
 def cost(p: PlannedRun) -> float:
     """A run's expected wall time in small-row units at budget 1: pre-training grows with the budget, the probe
     does not; a row that only changes the probe costs its probe."""
     probe = 1 - PRETRAIN_SHARE
-    return probe if p.probe_file != "probe.json" else probe + PRETRAIN_SHARE * p.budget
+    own = probe if p.probe_file != "probe.json" else probe + PRETRAIN_SHARE * p.budget
+    return own + (FINETUNE_COST if p.finetune else 0.0)
 
 
 def todo_runs(planned: list[PlannedRun]) -> list[PlannedRun]:
     """One entry per distinct (run, probe file), in plan order."""
-    todo, seen = [], set()
+    todo, seen = [], {}
     for p in planned:
-        if (p.run_key, p.probe_file) not in seen:
-            seen.add((p.run_key, p.probe_file))
+        key = (p.run_key, p.probe_file)
+        if key not in seen:
+            seen[key] = len(todo)
             todo.append(p)
+        elif p.finetune and not todo[seen[key]].finetune:  # a later part also fine-tunes an earlier run
+            todo[seen[key]] = p
     return todo
 
 
 def is_done(p: PlannedRun, root: str) -> bool:
     workdir = run_dir(root, p.run_key)
     wants_fid = bool(p.run_config.fid.inception_weights) and read_fid(workdir) is None
-    return read_probe(workdir, p.probe_file) is not None and not wants_fid
+    wants_finetune = p.finetune and modes.result("finetune", workdir) is None
+    return read_probe(workdir, p.probe_file) is not None and not wants_fid and not wants_finetune
 
 
 def run_local(planned: list[PlannedRun], root: str) -> bool:
@@ -133,6 +142,8 @@ def run_local(planned: list[PlannedRun], root: str) -> bool:
                                     options=modes.Options(probe_file=p.probe_file)).get("preempted")
             if not stopped and wants_fid:
                 stopped = modes.run(p.run_config, workdir, "fid").get("preempted")
+            if not stopped and p.finetune and modes.result("finetune", workdir) is None:
+                stopped = modes.run(p.run_config, workdir, "finetune").get("preempted")
             if stopped or preemption.received():
                 print(preemption.line("rerun the same command to resume the ladder"), flush=True)
                 return False
@@ -230,13 +241,15 @@ def gather_fid(planned: list[PlannedRun], root: str) -> dict:
 
 
 def read_result(workdir: str, probe_file: str) -> dict | None:
-    """{'linear', 'knn', 'baselines': {name: {'linear', 'knn'}}} of a run's probe result, None if not there (kNN
-    None for a result written before the probe reported it)."""
+    """{'linear', 'knn', 'baselines': {name: {'linear', 'knn'}}, 'finetune'} of a run's probe (and fine-tuning)
+    result, None if there is no probe result (kNN None for a result written before the probe reported it,
+    'finetune' None for a run not fine-tuned)."""
     out = modes.result("probe", workdir, modes.Options(probe_file=probe_file))
     if out is None:
         return None
     both = {name: {"linear": r["test_top1"], "knn": r.get("knn_top1")} for name, r in out["results"].items()}
-    return {**both.pop("l-DAE"), "baselines": both}
+    tuned = modes.result("finetune", workdir)
+    return {**both.pop("l-DAE"), "baselines": both, "finetune": None if tuned is None else tuned["top1"]["final"]}
 
 
 def gather(planned: list[PlannedRun], root: str) -> dict:

@@ -19,8 +19,9 @@ from ldae_jax.errors import UserError
 
 def classifier_config(model_cfg: vit.ModelConfig, *, num_blocks: int, num_classes: int,
                       drop_path: float = 0.0) -> classifier.ClassifierConfig:
-    if not 1 <= num_blocks <= model_cfg.depth:
-        raise UserError(f"cannot fold {num_blocks} blocks of a {model_cfg.depth}-block network")
+    depth = model_cfg.encoder_depth if model_cfg.kind == "mae" else model_cfg.depth  # MAE: its encoder only
+    if not 1 <= num_blocks <= depth:
+        raise UserError(f"cannot fold {num_blocks} blocks of a {depth}-block network")
     return classifier.ClassifierConfig(
         num_tokens=model_cfg.num_tokens, in_dim=model_cfg.in_dim, width=model_cfg.width, depth=num_blocks,
         num_heads=model_cfg.num_heads, num_classes=num_classes, mlp_ratio=model_cfg.mlp_ratio,

@@ -54,14 +54,19 @@ class ModelConfig:
     scan_layers: bool = False  # blocks stacked and applied with lax.scan: compile time independent of depth
     num_classes: int = 0  # > 0: class-conditional, with a learned label embedding (index num_classes = null)
     attention: str = "xla"  # 'xla': jax.nn.dot_product_attention | 'einsum': explicit, heads-first (see Block)
+    kind: str = "denoise"  # 'denoise': this module's DenoisingViT | 'mae': models/mae.py
+    decoder_width: int = 0  # 'mae': the decoder's own width and heads (its depth is decoder_depth)
+    decoder_heads: int = 0
 
     @property
     def depth(self) -> int:
         return self.encoder_depth + self.decoder_depth
 
 
-def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_classes: int = 0) -> ModelConfig:
-    """Build a ModelConfig from a `config.model` ConfigDict; `size` fills any field left at 0."""
+def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_classes: int = 0,
+                      mae=None) -> ModelConfig:
+    """Build a ModelConfig from a `config.model` ConfigDict; `size` fills any field left at 0. `mae` (a config's
+    `mae` section) makes it MAE's network: the encoder of `model`, MAE's own decoder."""
     if cfg.size not in SIZES:
         raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
     width, enc, dec, heads = SIZES[cfg.size]
@@ -71,7 +76,7 @@ def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_cl
         raise ValueError(f"model width {width} is not divisible by num_heads {heads}")
     if cfg.dtype not in precision.DTYPES:
         raise ValueError(f"model.dtype={cfg.dtype!r}: use one of {', '.join(precision.DTYPES)}")
-    return ModelConfig(
+    fields = dict(
         num_tokens=num_tokens,
         in_dim=in_dim,
         out_dim=out_dim,
@@ -88,6 +93,17 @@ def model_config_from(cfg, *, num_tokens: int, in_dim: int, out_dim: int, num_cl
         num_classes=num_classes,
         attention=_check_attention(cfg.get("attention", "xla")),
     )
+    return ModelConfig(**{**fields, **_mae_fields(mae)})
+
+
+def _mae_fields(mae) -> dict:
+    if mae is None:
+        return {}
+    if mae.decoder_width % mae.decoder_heads:
+        raise ValueError(f"mae.decoder_width {mae.decoder_width} is not divisible by mae.decoder_heads "
+                         f"{mae.decoder_heads}")
+    return {"kind": "mae", "decoder_depth": mae.decoder_depth, "decoder_width": mae.decoder_width,
+            "decoder_heads": mae.decoder_heads}
 
 
 ATTENTION = ("xla", "einsum")

@@ -28,7 +28,7 @@ class CheckpointMismatchError(UserError):
 
 
 # Fields that change what a checkpoint means. Logging cadence, probe settings and the like may change freely.
-IDENTITY_SECTIONS = ("data", "tokenizer", "objective", "noise", "model", "train", "seed")
+IDENTITY_SECTIONS = ("data", "tokenizer", "objective", "mae", "noise", "model", "train", "seed")
 NON_IDENTITY_FIELDS = {"train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.skip_nonfinite",
                        "tokenizer.conv_vae.checkpoint_every",
                        "model.attention",  # same params, same math

@@ -14,6 +14,7 @@ import optax
 from flax import nnx, struct
 
 from ldae_jax import config_lib, objectives
+from ldae_jax.models.mae import MaskedAutoencoder
 from ldae_jax.models.vit import DenoisingViT, ModelConfig
 from ldae_jax.train import sharding
 
@@ -44,17 +45,25 @@ def optimizer(train_cfg, num_train: int):
 
 def make_optimizer(cfg, lr: optax.Schedule) -> optax.GradientTransformation:
     """AdamW (the paper's optimizer is not stated; DiT/MAE use AdamW); optional global-norm clipping."""
-    adamw = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    # With weight decay (MAE's 0.05), only matrices decay, not biases or the mask token (MAE's rule); without it
+    # the optimizer state keeps the structure every earlier checkpoint has.
+    mask = (lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)) if cfg.weight_decay > 0 else None
+    adamw = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask)
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip > 0 else adamw
+
+
+def build_model(model_cfg: ModelConfig, rngs: nnx.Rngs):
+    """The network of `model_cfg.kind`: l-DAE's denoising ViT or MAE."""
+    return (MaskedAutoencoder if model_cfg.kind == "mae" else DenoisingViT)(model_cfg, rngs=rngs)
 
 
 def model_graph(model_cfg: ModelConfig):
     """The static graph definition of the model, built without allocating parameters."""
-    return nnx.split(nnx.eval_shape(lambda: DenoisingViT(model_cfg, rngs=nnx.Rngs(0))))[0]
+    return nnx.split(nnx.eval_shape(lambda: build_model(model_cfg, nnx.Rngs(0))))[0]
 
 
 def init_params(model_cfg: ModelConfig, key: jax.Array) -> dict:
-    return nnx.state(DenoisingViT(model_cfg, rngs=nnx.Rngs(params=key))).to_pure_dict()
+    return nnx.state(build_model(model_cfg, nnx.Rngs(params=key))).to_pure_dict()
 
 
 def _init_fn(model_cfg: ModelConfig, tx: optax.GradientTransformation):
