@@ -189,9 +189,13 @@ def plot_knn_curves(records: list[dict], rows: list[str], path: str, knn) -> str
         if not mine:
             continue
         budget = max(r["budget"] for r in mine)
-        curves = [dict(map(tuple, r["knn_curve"])) for r in mine if r["budget"] == budget]
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        ax.plot(steps, [statistics.fmean(c[s] for c in curves) for s in steps], color=f"C{i}",
+        by_steps = {}  # seeds evaluated at the same steps (a run made under another knn.every_steps stays apart)
+        for r in mine:
+            if r["budget"] == budget:
+                curve = dict(map(tuple, r["knn_curve"]))
+                by_steps.setdefault(tuple(sorted(curve)), []).append(curve)
+        steps, curves = max(by_steps.items(), key=lambda kv: len(kv[1]))
+        ax.plot(steps, [statistics.fmean(c[s] for c in curves) for s in steps], color=f"C{i}", marker="o", ms=3,
                 label=f"{row} ({budget}x, {len(curves)} seeds)")
         drawn = True
     if not drawn:
