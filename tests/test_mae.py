@@ -35,16 +35,17 @@ def test_masking_keeps_exactly_the_visible_count_per_example():
 
 def test_the_encoder_never_sees_a_masked_token():
     model = mae.MaskedAutoencoder(mae_cfg(), rngs=nnx.Rngs(0))
+    encode = nnx.jit(lambda m, x, keep: m.encode(x, keep))
     x = jax.random.normal(jax.random.key(1), (3, 16, 12))
     keep, mask = objectives.random_keep(jax.random.key(2), 3, 16, 0.75)
-    encoded = model.encode(x, keep)
+    encoded = encode(model, x, keep)
     assert encoded.shape == (3, 4, 32)  # the kept tokens only: no mask token in the encoder
     hidden = jnp.asarray(mask, bool)[..., None]
     scrambled = jnp.where(hidden, 1e3 * jax.random.normal(jax.random.key(3), x.shape), x)
-    np.testing.assert_array_equal(np.asarray(model.encode(scrambled, keep)), np.asarray(encoded))
+    np.testing.assert_array_equal(np.asarray(encode(model, scrambled, keep)), np.asarray(encoded))
     nudged = x.at[jnp.arange(3), keep[:, 0]].add(1.0)  # a visible token changes what the encoder computes
-    assert not np.allclose(np.asarray(model.encode(nudged, keep)), np.asarray(encoded))
-    assert model(x, keep).shape == (3, 16, 12)
+    assert not np.allclose(np.asarray(encode(model, nudged, keep)), np.asarray(encoded))
+    assert nnx.jit(lambda m, x, keep: m(x, keep))(model, x, keep).shape == (3, 16, 12)
 
 
 def test_normalised_target_and_loss_on_masked_patches_only():
@@ -85,8 +86,9 @@ def test_probe_features_and_fold_are_l_dae_s():
     state = nnx.state(ldae).to_pure_dict()
     state["embed"], state["blocks"] = params["embed"], params["blocks"]
     nnx.update(ldae, state)
+    features = nnx.jit(lambda m, x, t, k: m.features(x, t, k), static_argnums=3)
     for k in (1, 2):
-        np.testing.assert_allclose(np.asarray(model.features(x, t, k)), np.asarray(ldae.features(x, t, k)),
+        np.testing.assert_allclose(np.asarray(features(model, x, t, k)), np.asarray(features(ldae, x, t, k)),
                                    rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="cannot read block 3 of a 2-block MAE encoder"):
         model.features(x, t, 3)
@@ -96,8 +98,8 @@ def test_probe_features_and_fold_are_l_dae_s():
     ccfg = fold.classifier_config(cfg, num_blocks=2, num_classes=10)
     plain = nnx.merge(nnx.graphdef(classifier.ViTClassifier(ccfg, rngs=nnx.Rngs(0))),
                       fold.fold_encoder(params, cfg, t=0, num_blocks=2, num_classes=10))
-    np.testing.assert_allclose(np.asarray(plain.pooled(x)), np.asarray(model.features(x, t)), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(nnx.jit(lambda m, x: m.pooled(x))(plain, x)),
+                               np.asarray(features(model, x, t, 2)), rtol=1e-4, atol=1e-5)
     with pytest.raises(UserError, match="cannot fold 3 blocks of a 2-block network"):
         fold.classifier_config(cfg, num_blocks=3, num_classes=10)
 
@@ -117,19 +119,31 @@ def test_mae_mistakes_are_refused_before_any_compute():
         mae_configs.get_config("model=H")
 
 
-@needs_debian_files
-def test_tiny_mae_pretrains_probes_fine_tunes_and_exports(tmp_path):
+def tiny_mae():
     config = mae_configs.get_config("tiny")
+    config.probe.baselines = "pixels"  # the random-init baseline is l-DAE's path, tested elsewhere
     config.finetune.update(total_steps=2, batch_size=64, eval_batch_size=250, rand_augment="", mixup=0.0,
                            cutmix=0.0, ema=0.0)
-    out = main_lib.run(config, str(tmp_path), "all")
+    return config
+
+
+@needs_debian_files
+def test_tiny_mae_pretrains_probes_and_draws(tmp_path):
+    out = main_lib.run(tiny_mae(), str(tmp_path), "all")
     assert out["pretrain"]["step"] == 20 and np.isfinite(out["pretrain"]["loss"])
     probe = out["probe"]["results"]
-    assert set(probe) == {"l-DAE", "random_init", "pixels"} and all(0 <= r["knn_top1"] <= 100 for r in probe.values())
+    assert set(probe) == {"l-DAE", "pixels"} and all(0 <= r["knn_top1"] <= 100 for r in probe.values())
     assert probe["l-DAE"]["feature_dim"] == 32
     from PIL import Image
 
     picture = np.asarray(Image.open(out["figure"]).convert("L"), np.float32)  # MAE's figure: masked, rebuilt
     assert out["figure"].endswith("reconstruction.png") and picture.shape[1] > 400 and picture.std() > 10
+
+
+@pytest.mark.slow
+@needs_debian_files
+def test_tiny_mae_fine_tunes_and_exports(tmp_path):
+    config = tiny_mae()
+    main_lib.run(config, str(tmp_path), "pretrain")
     assert modes.run(config, str(tmp_path), "finetune")["finetune"]["top1"]
     assert modes.run(config, str(tmp_path), "export")["export"]["path"].endswith("encoder_t0.safetensors")
