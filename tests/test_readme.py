@@ -43,6 +43,8 @@ def dry_run(command: str, tmp: str) -> list[str] | None:
         return argv + ["--dry_run", "--remote"]  # a pod's job: its data and workdir are in the bucket
     if argv[1:3] in (["-m", "ldae_jax.main"], ["-m", "ldae_jax.data.prepared"], ["-m", "ldae_jax.viz"]):
         return argv + ["--dry_run"]
+    if argv[1:3] == ["-m", "ldae_jax.ladder.evidence"]:  # the plan and its expected time, every config checked
+        return argv if "--dry_run" in argv else argv + ["--dry_run"]
     if argv[1:3] == ["-m", "ldae_jax.ladder"]:
         return argv if any(a.startswith("--launch=") for a in argv) else argv + ["--launch=print"]
     if argv[1] == "launch/launch.py":
