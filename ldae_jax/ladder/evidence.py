@@ -138,7 +138,7 @@ def main(argv: list[str]) -> None:
             if not runs.run_local(planned, args.workdir):
                 sys.exit(preemption.exit_code())
     everything = plan(args.scale, PARTS, check=False)
-    command = "python -m ldae_jax.ladder.evidence " + " ".join(argv)
+    command = f"python -m ldae_jax.ladder.evidence --workdir={args.workdir} --report={args.report}"  # what made it
     left = describe_plan(everything, args.workdir).splitlines()[-1].strip()
     evidence_report.write(everything, args.workdir, args.report, scale=args.scale, command=command, trends=TRENDS,
                           left=left)

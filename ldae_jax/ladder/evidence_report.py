@@ -292,7 +292,8 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
     c = next(p.run_config for planned in parts.values() for p in planned if p.budget == 1)
     k = c.knn
     out = [f"# The deconstruction ladder at scale '{scale}': the evidence", "",
-           f"Made by `{command}` (it runs what is missing, resuming, then writes this file), on {_machine()}; "
+           f"Made by `{command}` (it runs what is missing, resuming, then writes this file; with `--launch=report` "
+           f"it only writes this file), on {_machine()}; "
            f"written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Each row is pre-trained on "
            f"`{c.data.name}` ({c.data.train_split} / {c.data.eval_split}) for {c.train.total_steps} steps at batch "
            f"{c.train.batch_size} (the small budget, 1x), then probed (a linear head on the frozen features, "
@@ -303,11 +304,14 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
            "verdict: *reproduces* (it excludes 0 on the paper's side), *opposite* (it excludes 0 on the other "
            "side) or *undecided at this scale*.", "", "Wall time of each part (the sum of its runs, as this machine ran them):",
            ""]
+    seen = set()  # a run shared with an earlier part is counted there
     for name, planned in parts.items():
-        todo = runs.todo_runs(planned)
+        todo = [p for p in runs.todo_runs(planned) if (p.run_key, p.probe_file, p.finetune) not in seen]
+        seen.update((p.run_key, p.probe_file, p.finetune) for p in todo)
         done = [p for p in todo if runs.is_done(p, root)]
-        spent = sum(runs.wall_seconds(p, root) or 0.0 for p in done)
-        out.append(f"- {name}: {len(done)} of {len(todo)} runs done, {_hours(spent)}")
+        timed = [t for t in (runs.wall_seconds(p, root) for p in done) if t is not None]
+        untimed = f" ({len(done) - len(timed)} without a recorded time)" if len(timed) < len(done) else ""
+        out.append(f"- {name}: {len(done)} of {len(todo)} runs done, {_hours(sum(timed))}{untimed}")
     out += ["", "## Rows at the small budget (1x)", "", *_rows_table(base, main_rows)]
     verdicts = report.claims_markdown(base)
     if verdicts:

@@ -147,12 +147,16 @@ def run_local(planned: list[PlannedRun], root: str) -> bool:
             if stopped or preemption.received():
                 print(preemption.line("rerun the same command to resume the ladder"), flush=True)
                 return False
-            _record_seconds(workdir, p.probe_file, time.perf_counter() - began)
+            _record_seconds(workdir, _wall_key(p), time.perf_counter() - began)
             ran, left = ran + cost(p), left - cost(p)
     return True
 
 
-WALL_FILE = "ladder_seconds.json"  # {probe file: wall seconds of the ladder's run that made it}
+WALL_FILE = "ladder_seconds.json"  # {probe file[+finetune]: wall seconds of the ladder's run that made it}
+
+
+def _wall_key(p: PlannedRun) -> str:
+    return p.probe_file + ("+finetune" if p.finetune else "")
 
 
 def _record_seconds(workdir: str, probe_file: str, seconds: float) -> None:
@@ -166,7 +170,7 @@ def wall_seconds(p: PlannedRun, root: str) -> float | None:
     record only their last part)."""
     path = epath.Path(run_dir(root, p.run_key)) / WALL_FILE
     try:
-        return json.loads(path.read_text()).get(p.probe_file) if path.exists() else None
+        return json.loads(path.read_text()).get(_wall_key(p)) if path.exists() else None
     except ValueError:
         return None
 
