@@ -20,7 +20,7 @@ from ldae_jax.viz import ladder_chart, png
 
 
 def collect(parts: dict, root: str) -> list[dict]:
-    """One record per (row, seed, budget) of the plan: its run, part, probe results, kNN curve and wall time."""
+    """One record per (row, seed, budget) of the plan: its run, part, probe results, kNN curve and times."""
     records, seen = [], set()
     for part, planned in parts.items():
         for p in planned:
@@ -29,30 +29,25 @@ def collect(parts: dict, root: str) -> list[dict]:
             seen.add((p.row, p.seed, p.budget))
             workdir = runs.run_dir(root, p.run_key)
             result = runs.read_result(workdir, p.probe_file)
-            curve = [[m["step"], m["knn_top1"]] for m in metrics.read(epath.Path(workdir) / "metrics.jsonl")
-                     if "knn_top1" in m and p.probe_file == "probe.json" and result is not None]
-            knn_seconds = sum(m.get("knn_seconds", 0.0) for m in metrics.read(epath.Path(workdir) / "metrics.jsonl")
-                              if "knn_top1" in m) if curve else None
+            logged = metrics.read(epath.Path(workdir) / "metrics.jsonl") if result is not None else []
+            own = p.probe_file == "probe.json"  # a probe-only row shares its run's training: not its own numbers
+            curve = [[m["step"], m["knn_top1"]] for m in logged if "knn_top1" in m] if own else []
             records.append({"row": p.row, "seed": p.seed, "budget": p.budget, "part": part, "run": p.run_key,
                             "probe_file": p.probe_file, "done": result is not None,
-                            "complete": runs.is_done(p, root), **(result or {}),
-                            "knn_curve": curve, "knn_seconds": knn_seconds,
-                            "train_seconds": _train_seconds(workdir) if curve else None,
-                            "seconds_per_step": _seconds_per_step(workdir) if result is not None else None,
-                            "steps": p.run_config.train.total_steps, "wall_seconds": runs.wall_seconds(p, root)})
+                            "complete": runs.is_done(p, root), **(result or {}), "knn_curve": curve,
+                            **_times(logged if own else []), "steps": p.run_config.train.total_steps,
+                            "wall_seconds": runs.wall_seconds(p, root)})
     return records
 
 
-def _train_seconds(workdir: str) -> float | None:
-    """Seconds of training steps (evaluations left out) from the logged intervals' speeds."""
-    lines = [m for m in metrics.read(epath.Path(workdir) / "metrics.jsonl") if m.get("steps_per_s")]
-    return sum(m.get("interval_steps", 0) / m["steps_per_s"] for m in lines) if lines else None
-
-
-def _seconds_per_step(workdir: str) -> float | None:
-    """The median over the logged intervals of a training step's time."""
-    speeds = [m["steps_per_s"] for m in metrics.read(epath.Path(workdir) / "metrics.jsonl") if m.get("steps_per_s")]
-    return 1 / statistics.median(speeds) if speeds else None
+def _times(logged: list[dict]) -> dict:
+    """From a run's metrics.jsonl: the kNN evaluations' seconds, the training steps' seconds (evaluations left
+    out, from the logged intervals' speeds) and the median seconds per step; None where nothing was logged."""
+    knn = [m.get("knn_seconds", 0.0) for m in logged if "knn_top1" in m]
+    speeds = [m for m in logged if m.get("steps_per_s")]
+    return {"knn_seconds": sum(knn) if knn else None,
+            "train_seconds": sum(m.get("interval_steps", 0) / m["steps_per_s"] for m in speeds) if speeds else None,
+            "seconds_per_step": 1 / statistics.median(m["steps_per_s"] for m in speeds) if speeds else None}
 
 
 def results_at(records: list[dict], budget: int) -> dict:
