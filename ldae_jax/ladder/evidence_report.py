@@ -254,14 +254,23 @@ def _table4(records: list[dict]) -> list[str]:
         line = [TABLE4[row]]
         for m in ("linear", "knn", "finetune"):
             d = stats.difference(report.values(res, row, m), report.values(res, "t4.ldae", m), paired=True)
-            word = {"reproduces": "MAE ahead", "opposite": "l-DAE ahead"}.get(stats.verdict(d), "undecided") if d else ""
-            line.append(f"{d.text()}: {word}" if d else "not run")
+            if d is None:
+                line.append("not run")
+                continue
+            word = {"reproduces": "MAE ahead", "opposite": "l-DAE ahead"}.get(stats.verdict(d), "undecided")
+            line.append(f"{d.text()}: {word}")
         diffs.append(line)
     out += _table(["MAE run", "linear", "kNN", "fine-tuned"], diffs)
     if flops:
         out += ["", "GFLOP / step: XLA's count for the compiled train step (bench/table4_cost.py, its newest "
                     f"bench/results/{COST_FILE}); ms / step: the median logged in the runs."]
     return out
+
+
+def _cadence(records: list[dict], configured: int) -> str:
+    """The runs' kNN cadences ('200 or 300': runs made under another knn.every_steps keep theirs)."""
+    seen = {r["knn_curve"][1][0] - r["knn_curve"][0][0] for r in records if len(r["knn_curve"]) > 1}
+    return " or ".join(str(c) for c in sorted(seen)) if seen else str(configured)
 
 
 def _machine() -> str:
@@ -297,7 +306,8 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
            "(Student's t). Two rows are compared paired by seed (the same examples in the same order at each seed, "
            "and the same tokenizer sample where they share the tokenizer); a difference's interval gives the "
            "verdict: *reproduces* (it excludes 0 on the paper's side), *opposite* (it excludes 0 on the other "
-           "side) or *undecided at this scale*.", "", "Wall time of each part (the sum of its runs, as this machine ran them):",
+           "side) or *undecided at this scale*.", "",
+           "Wall time of each part (the sum of its runs, as this machine ran them):",
            ""]
     seen = set()  # a run shared with an earlier part is counted there
     for name, planned in parts.items():
@@ -359,13 +369,15 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
     shares = list({r["run"]: r["knn_seconds"] / r["train_seconds"] for r in records
                    if r["knn_seconds"] is not None and r["train_seconds"]}.values())  # one per run
     out += ["", "## kNN during pre-training", "",
-            f"Every {k.every_steps} steps the evaluator (ldae_jax/evaluate/knn.py) classifies the first "
+            f"Every {_cadence(records, k.every_steps)} steps the evaluator (ldae_jax/evaluate/knn.py) classifies "
+            "the first "
             f"{k.test_examples} test images against the first {k.train_examples} train images by weighted kNN on "
             "the probe's features."]
     if shares:
-        out.append(f"Its cost over {len(shares)} runs: {100 * statistics.fmean(shares):.1f}% of the training "
-                   f"steps' time on average ({100 * min(shares):.1f}-{100 * max(shares):.1f}%; the first evaluation "
-                   "of a run also compiles and reads its images).")
+        out.append(f"Its cost over {len(shares)} runs: {100 * statistics.median(shares):.1f}% of the training "
+                   f"steps' time (median; mean {100 * statistics.fmean(shares):.1f}%, range "
+                   f"{100 * min(shares):.1f}-{100 * max(shares):.1f}%; the first evaluation of a run also compiles "
+                   "and reads its images, so a shorter or faster run pays a larger share).")
     if "knn_curves" in figures:
         out += ["", f"![kNN during training]({figures['knn_curves']})"]
     missing = [r for r in records if not r["complete"]]  # a probe without its planned fine-tuning included

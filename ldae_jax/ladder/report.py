@@ -151,7 +151,8 @@ def rows_markdown(results: dict) -> dict:
 
 def _fid_cells(name: str, fids: dict) -> str:
     row, mine = rows_lib.ROWS[name], fids.get(name) or []
-    return f" {'' if row.paper_fid is None else row.paper_fid} | {f'{statistics.fmean(mine):.1f}' if mine else 'not run'} |"
+    ours = f"{statistics.fmean(mine):.1f}" if mine else "not run"
+    return f" {'' if row.paper_fid is None else row.paper_fid} | {ours} |"
 
 
 def write(results: dict, path: str, *, scale: str, command: str, fids: dict | None = None) -> str:

@@ -37,7 +37,8 @@ class PlannedRun:
 
     @property
     def run_key(self) -> str:
-        return f"{self.run_row}/seed{self.seed}" if self.budget == 1 else f"{self.run_row}/x{self.budget}/seed{self.seed}"
+        budget = "" if self.budget == 1 else f"x{self.budget}/"
+        return f"{self.run_row}/{budget}seed{self.seed}"
 
 
 def _run_row(row: str, config, config_for) -> str:
@@ -51,9 +52,9 @@ def _run_row(row: str, config, config_for) -> str:
 def plan(rows: list[str], scale: str, seeds: list[int], vgg16: str = "", inception: str = "",
          check: bool = True, local: bool = True, devices: int | None = None, hosts: int = 1,
          budget: int = 1, finetune: bool = False) -> list[PlannedRun]:
-    """Every (row, seed) at `budget` times the scale's steps, each config built and put through the one check before compute (for pre-training
-    and the probe, and FID when `inception` names the Inception-v3 weights), so a mistake stops the ladder
-    before any compute. `local=False`: the runs will happen elsewhere (`--launch=print`), on `devices` devices
+    """Every (row, seed) at `budget` times the scale's steps (fine-tuned too with `finetune`), each config built
+    and put through the one check before compute (for pre-training and the probe, and FID when `inception`
+    names the Inception-v3 weights), so a mistake stops the ladder before any compute. `local=False`: the runs will happen elsewhere (`--launch=print`), on `devices` devices
     over `hosts` hosts, their data and files there. `check=False` skips the checks, for reading results that
     exist."""
     out = []

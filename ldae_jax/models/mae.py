@@ -5,10 +5,10 @@ Each example keeps a random `1 - mask_ratio` of its patch tokens. The encoder (t
 the fixed step t = 0: its adaLN MLPs then give constants, i.e. plain LayerNorm weights) sees only the kept
 tokens with their positions, never a mask token. A decoder of its own width and depth gets the encoded tokens
 back in place, a learned mask token everywhere else and its own position embedding, and predicts every patch's
-pixels; the loss is on the masked patches (objectives.mae_loss, which draws the mask). Probing and fine-tuning see all tokens, no mask:
-`features` is the encoder's global average pool exactly as `vit.DenoisingViT.features`, and the encoder's
-parameters are named as l-DAE's (`embed`, `blocks`), so the fold to a plain ViT (models/fold.py) and the timm
-export read them unchanged.
+pixels; the loss is on the masked patches (objectives.mae_loss, which draws the mask). Probing and fine-tuning
+see all tokens, no mask: `features` is the encoder's global average pool exactly as `vit.DenoisingViT.features`,
+and the encoder's parameters are named as l-DAE's (`embed`, `blocks`), so the fold to a plain ViT
+(models/fold.py) and the timm export read them unchanged.
 """
 
 from __future__ import annotations
