@@ -281,7 +281,8 @@ def base(scale: str):
                    checkpoint_every=300)
     c.probe.update(epochs=30, batch_size=1024, feature_batch_size=1000, baselines="")
     # kNN every 300 steps on 2000 train / 1000 test images: 2 evaluations at budget 1, 4.8% of a row's training
-    # steps' time where every 200 took 5.5% (median over the first evidence runs; 2-core AMD EPYC, 2026-12-02)
+    # steps' time in one run, where every 200 took 5.6% (the median of 16 evidence runs; 2-core AMD EPYC,
+    # 2026-12-02)
     c.knn.update(every_steps=300, train_examples=2000, test_examples=1000)
     c.fid.update(num_samples=2000, reference_examples=2000, num_steps=50, batch_size=250)  # FID-2K, ~10 min
     # Fine-tuning (the Table 4 rows): 3 epochs without Mixup, CutMix or RandAugment, which at this scale cost more
