@@ -18,12 +18,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from ldae_jax.data import pipeline
 from ldae_jax.evaluate import linear_probe
 from ldae_jax.runtime import timings
-from ldae_jax.train import sharding, state as state_lib
+from ldae_jax.train import state as state_lib
 
 _SIMILARITY_BYTES = 1 << 28  # a chunk of test rows against all train rows fills at most this (256 MiB)
 
@@ -104,14 +103,11 @@ def first_examples(run, features, batches, count: int) -> tuple[np.ndarray, np.n
     """Features and labels of the first `count` examples of `batches` (host batches), on every host;
     `features(images, batch_index)`."""
     feats, labels, have = [], [], 0
-    for i, local in enumerate(batches):  # seconds: a signal now is handled at the next training step, which saves
-        batch = sharding.global_batch(local, run.mesh)
-        out = features(batch["image"], i)
-        f, y, m = (np.asarray(multihost_utils.process_allgather(a, tiled=True))
-                   for a in (out, batch["label"], batch["mask"]))
-        feats.append(f[m])
-        labels.append(y[m])
-        have += int(m.sum())
+    # Seconds of work: a signal now is handled at the next training step, which saves.
+    for f, y in linear_probe.gathered(run, features, batches):
+        feats.append(f)
+        labels.append(y)
+        have += len(y)
         if have >= count:
             break
     return np.concatenate(feats)[:count], np.concatenate(labels)[:count]

@@ -58,6 +58,19 @@ def pixel_features(images: jax.Array) -> jax.Array:
     return x.reshape(b, -1)
 
 
+def gathered(run, features, batches, stoppable: str | None = None):
+    """(features, labels) of each host batch's real examples, gathered from every host, batch by batch;
+    `stoppable` names the work for a SIGTERM/SIGINT that stops it between batches (None: not stopped here)."""
+    for i, local in enumerate(batches):
+        if stoppable:
+            preemption.stop_here(stoppable)
+        batch = sharding.global_batch(local, run.mesh)
+        out = features(batch["image"], i)
+        f, y, m = (np.asarray(multihost_utils.process_allgather(a, tiled=True))
+                   for a in (out, batch["label"], batch["mask"]))
+        yield f[m], y[m]
+
+
 def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of every example of `split` (padding removed), on every host."""
     feats, labels = [], []
@@ -68,13 +81,9 @@ def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.n
         run.builder, split=split, global_batch_size=batch_size, image_size=run.config.data.image_size,
         in_memory_mb=run.config.data.in_memory_mb,
     )
-    for i, local in enumerate(batches):
-        preemption.stop_here("the probe's feature extraction")
-        batch = sharding.global_batch(local, run.mesh)
-        out = features(batch["image"], i)
-        f, y, m = (multihost_utils.process_allgather(a, tiled=True) for a in (out, batch["label"], batch["mask"]))
-        feats.append(np.asarray(f)[np.asarray(m)])
-        labels.append(np.asarray(y)[np.asarray(m)])
+    for f, y in gathered(run, features, batches, "the probe's feature extraction"):
+        feats.append(f)
+        labels.append(y)
     x, y = np.concatenate(feats), np.concatenate(labels)
     if jax.process_index() == 0:
         print(f"  {desc}: {x.shape[0]} x {x.shape[1]} features in {time.perf_counter() - start:.1f}s", flush=True)
