@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ldae_jax.errors import UserError
-from ldae_jax.ladder import evidence, evidence_report, runs
+from ldae_jax.ladder import evidence, evidence_report, record as record_lib, runs
 
 from test_data import needs_debian_files
 
@@ -113,6 +113,51 @@ def test_one_part_runs_resumes_and_reports(tmp_path, capsys):
     # Every run is done: a second call runs nothing and measures its expected time from this machine
     evidence.main(args)
     again = capsys.readouterr().out
-    assert "done earlier" in again and "measured on this machine from 6 finished runs" in again
+    assert "done earlier" in again and "measured from 6 finished runs" in again
     planned = evidence.plan("tiny", [p for p in evidence.PARTS if p.name == "noise@4x"], check=False)["noise@4x"]
     assert all(runs.wall_seconds(p, str(tmp_path / "runs")) > 0 for p in planned)
+
+
+def test_record_stands_in_for_a_lost_workdir(tmp_path, capsys):
+    """The committed per-run numbers make a fresh checkout resume: the record's runs count as done, give the same
+    report, and stop counting once their config changes."""
+    parts = evidence.plan("tiny", check=False)
+    for i, p in enumerate(parts["trends@1x"]):
+        write_probe(tmp_path / "old", p, 70.0 + i, 69.0 + i, curve=[(200, 60.0), (600, 66.0)])
+    report = tmp_path / "docs" / "ladder_tiny.md"
+    args = dict(scale="tiny", command="evidence", trends=evidence.TRENDS, left="")
+    first = evidence_report.write(parts, str(tmp_path / "old"), str(report), **args)
+    record_path = tmp_path / "docs" / "ladder_tiny_runs.json"
+    written = json.loads(record_path.read_text())["runs"]
+    assert all(r["config"] for r in written if r["done"])
+    record = record_lib.Record.load(str(record_path))
+    assert len(record) == 18
+    again = evidence_report.write(parts, str(tmp_path / "fresh"), str(tmp_path / "again" / "ladder_tiny.md"), record=record, **args)
+    strip = lambda text: re.sub(r"written [0-9-]+ [0-9:]+ UTC", "", text)  # noqa: E731
+    assert strip(again) == strip(first)
+    evidence.main(["--scale=tiny", f"--workdir={tmp_path / 'fresh'}", f"--report={report}", "--dry_run"])
+    out = capsys.readouterr().out
+    assert re.search(r"trends@1x +18 done, +0 to run", out) and "18 runs recorded" in out
+    evidence.main(["--scale=tiny", f"--workdir={tmp_path / 'fresh'}", f"--report={report}", "--record=", "--dry_run"])
+    assert re.search(r"trends@1x +0 done, +18 to run", capsys.readouterr().out)
+    # a run made under another config (here: its hash) is not this plan's: it runs again, its numbers are not used
+    stale = (written[0]["run"], written[0]["probe_file"])
+    for r in written:
+        if (r["run"], r["probe_file"]) == stale:
+            r["config"] = "0" * 16
+    record_path.write_text(json.dumps({"runs": written}))
+    changed = record_lib.Record.load(str(record_path))
+    p = next(p for p in parts["trends@1x"] if (p.run_key, p.probe_file) == stale)
+    assert changed.entry(p) is None and not changed.finished(p)
+    assert sum(r["done"] for r in evidence_report.collect(parts, str(tmp_path / "fresh"), changed)) == \
+        sum(r["done"] for r in written) - sum((r["run"], r["probe_file"]) == stale for r in written)
+    # a record fine-tuned under another recipe does not stand in for a planned fine-tuning
+    table4 = next(p for p in parts["table4"] if p.row == "t4.mae")
+    entry = {"run": table4.run_key, "probe_file": table4.probe_file, "done": True, "linear": 1.0,
+             "config": record_lib.config_hash(table4), "finetune": 80.0, "finetune_config": "old"}
+    assert not record_lib.Record([entry]).finished(table4)
+    entry["finetune_config"] = record_lib.finetune_hash(table4)
+    assert record_lib.Record([entry]).finished(table4)
+    record_path.write_text("{not json")
+    with pytest.raises(UserError, match="not a report's runs file"):
+        record_lib.Record.load(str(record_path))

@@ -16,7 +16,8 @@ Parts, in the order they run (a part's runs are shared with an earlier part's wh
   6. claims@1x   every other row a claim compares (and t1.sigma, DiT's learned variance), 3 seeds
   7. noise@16x   the noise-level pair at 16x, 2 seeds
 Stopping (Ctrl-C, SIGTERM) keeps every finished run and the current run's checkpoint; the same command
-resumes. The expected time is printed first, from this machine's finished runs when there are some.
+resumes. The committed per-run numbers (docs/ladder_small_runs.json, `--record`) count as finished runs while
+their config is unchanged, so a fresh checkout runs only what the record lacks. The expected time is printed first, from this machine's finished runs when there are some.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import sys
 
 from ldae_jax import cli
 from ldae_jax.errors import UserError
-from ldae_jax.ladder import evidence_report, rows as rows_lib, runs
+from ldae_jax.ladder import evidence_report, record as record_lib, rows as rows_lib, runs
 from ldae_jax.runtime import preemption
 
 # The pairs whose ordering the paper and the small scale disagree on, or that the small scale left undecided.
@@ -71,33 +72,36 @@ def plan(scale: str = "small", parts=PARTS, check: bool = True) -> dict[str, lis
                                  budget=part.budget, finetune=part.finetune) for part in parts}
 
 
-def measured_unit_seconds(root: str, planned: list[runs.PlannedRun]) -> tuple[float, int]:
-    """(seconds per cost unit, runs measured) from the finished runs' timings.json files under `root`."""
+def measured_unit_seconds(root: str, planned: list[runs.PlannedRun], record: record_lib.Record) -> tuple[float, int]:
+    """(seconds per cost unit, runs measured) from the finished runs' recorded wall times (this machine's under
+    `root`, else the record's)."""
     seconds = units = 0.0
     count = 0
     for p in runs.todo_runs(planned):
-        spent = runs.wall_seconds(p, root)
+        spent = evidence_report.wall_seconds(p, root, record)
         if spent is not None:
             seconds, units, count = seconds + spent, units + runs.cost(p), count + 1
     return (seconds / units if count else UNIT_SECONDS), count
 
 
-def describe_plan(parts: dict, root: str) -> str:
+def describe_plan(parts: dict, root: str, record: record_lib.Record | None = None) -> str:
     """Per part: runs done and to do, and the expected time of what is left."""
+    record = record or record_lib.Record()
     everything = [p for planned in parts.values() for p in planned]
-    unit, measured = measured_unit_seconds(root, everything)
+    unit, measured = measured_unit_seconds(root, everything, record)
     lines, seen, total = [], set(), 0.0
     for name, planned in parts.items():
         todo = [p for p in runs.todo_runs(planned) if (p.run_key, p.probe_file) not in seen]
         seen.update((p.run_key, p.probe_file) for p in todo)
-        left = [p for p in todo if not runs.is_done(p, root)]
+        left = [p for p in todo if not evidence_report.finished(p, root, record)]
         seconds = sum(runs.cost(p) for p in left) * unit
         total += seconds
         lines.append(f"  {name:10s} {len(todo) - len(left):3d} done, {len(left):3d} to run, about "
                      f"{seconds / 3600:.1f} h")
-    source = (f"measured on this machine from {measured} finished runs" if measured else
+    source = (f"measured from {measured} finished runs" if measured else
               f"a prior of {UNIT_SECONDS} s per small row, measured on a 2-core AMD EPYC on 2026-12-02")
-    return "\n".join([f"Evidence plan in {root} ({unit:.0f} s per small row: {source}):", *lines,
+    recorded = f"; {len(record)} runs recorded in the committed record" if len(record) else ""
+    return "\n".join([f"Evidence plan in {root} ({unit:.0f} s per small row: {source}{recorded}):", *lines,
                       f"  expected time for what is left: {total / 3600:.1f} h"])
 
 
@@ -106,6 +110,9 @@ def parser() -> cli.ArgumentParser:
     p.add_argument("--workdir", default="workdirs/evidence", help="root directory of the runs")
     p.add_argument("--report", default="docs/ladder_small.md", help="the report to write (its figures and JSON "
                                                                      "beside it)")
+    p.add_argument("--record", default=None,
+                   help="the committed per-run numbers whose runs count as finished while their config is unchanged "
+                        "(default: the report's <name>_runs.json; '' for none)")
     p.add_argument("--parts", default="", help="comma-separated part names to run (default: all, in order)")
     p.add_argument("--launch", default="local", choices=("local", "report"),
                    help="local: run what is missing, then report; report: only write the report")
@@ -128,20 +135,25 @@ def main(argv: list[str]) -> None:
     cli.set_verbosity(args.verbosity)
     chosen = select_parts(args.parts)
     parts = plan(args.scale, chosen, check=args.launch == "local")
-    print(describe_plan(parts, args.workdir), flush=True)
+    default_record = args.report.removesuffix(".md") + "_runs.json"
+    record = record_lib.Record.load(default_record if args.record is None else args.record) \
+        if args.record != "" else record_lib.Record()
+    print(describe_plan(parts, args.workdir, record), flush=True)
     if args.dry_run:
         print("dry run: every config checked; nothing was run")
         return
     if args.launch == "local":
         for name, planned in parts.items():
-            print(f"== part {name} ==", flush=True)
-            if not runs.run_local(planned, args.workdir):
+            mine = [p for p in planned if runs.is_done(p, args.workdir) or not record.finished(p)]
+            taken = len(runs.todo_runs(planned)) - len(runs.todo_runs(mine))
+            print(f"== part {name} ==" + (f" ({taken} runs finished in the record)" if taken else ""), flush=True)
+            if not runs.run_local(mine, args.workdir):
                 sys.exit(preemption.exit_code())
     everything = plan(args.scale, PARTS, check=False)
     command = f"python -m ldae_jax.ladder.evidence --workdir={args.workdir} --report={args.report}"  # what made it
-    left = describe_plan(everything, args.workdir).splitlines()[-1].strip()
+    left = describe_plan(everything, args.workdir, record).splitlines()[-1].strip()
     evidence_report.write(everything, args.workdir, args.report, scale=args.scale, command=command, trends=TRENDS,
-                          left=left)
+                          left=left, record=record)
     print(f"Report: {args.report}")
 
 

@@ -14,13 +14,15 @@ import time
 
 from etils import epath
 
-from ldae_jax.ladder import claims as claims_lib, report, runs, stats
+from ldae_jax.ladder import claims as claims_lib, record as record_lib, report, runs, stats
 from ldae_jax.train import metrics
 from ldae_jax.viz import ladder_chart, png
 
 
-def collect(parts: dict, root: str) -> list[dict]:
-    """One record per (row, seed, budget) of the plan: its run, part, probe results, kNN curve and times."""
+def collect(parts: dict, root: str, record: record_lib.Record | None = None) -> list[dict]:
+    """One record per (row, seed, budget) of the plan: its run, part, probe results, kNN curve and times, from the
+    run's workdir under `root`, else from `record` (the committed numbers of a run this machine has not made)."""
+    record = record or record_lib.Record()
     records, seen = [], set()
     for part, planned in parts.items():
         for p in planned:
@@ -29,15 +31,37 @@ def collect(parts: dict, root: str) -> list[dict]:
             seen.add((p.row, p.seed, p.budget))
             workdir = runs.run_dir(root, p.run_key)
             result = runs.read_result(workdir, p.probe_file)
-            logged = metrics.read(epath.Path(workdir) / "metrics.jsonl") if result is not None else []
-            own = p.probe_file == "probe.json"  # a probe-only row shares its run's training: not its own numbers
-            curve = [[m["step"], m["knn_top1"]] for m in logged if "knn_top1" in m] if own else []
-            records.append({"row": p.row, "seed": p.seed, "budget": p.budget, "part": part, "run": p.run_key,
-                            "probe_file": p.probe_file, "done": result is not None,
-                            "complete": runs.is_done(p, root), **(result or {}), "knn_curve": curve,
-                            **_times(logged if own else []), "steps": p.run_config.train.total_steps,
-                            "wall_seconds": runs.wall_seconds(p, root)})
+            entry = {"row": p.row, "seed": p.seed, "budget": p.budget, "part": part, "run": p.run_key,
+                     "probe_file": p.probe_file, "steps": p.run_config.train.total_steps}
+            recorded = record.entry(p) if result is None else None
+            if recorded is not None:
+                entry.update({k: recorded.get(k) for k in record_lib.CARRIED}, done=True,
+                             complete=record.finished(p), recorded=True)
+                if recorded.get("finetune_config") != record_lib.finetune_hash(p):
+                    entry["finetune"] = None  # fine-tuned under another recipe: not this plan's number
+            else:
+                logged = metrics.read(epath.Path(workdir) / "metrics.jsonl") if result is not None else []
+                own = p.probe_file == "probe.json"  # a probe-only row shares its run's training: not its numbers
+                curve = [[m["step"], m["knn_top1"]] for m in logged if "knn_top1" in m] if own else []
+                entry.update(done=result is not None, complete=runs.is_done(p, root), **(result or {}),
+                             knn_curve=curve, **_times(logged if own else []),
+                             wall_seconds=runs.wall_seconds(p, root))
+            if entry["done"]:
+                entry["config"] = record_lib.config_hash(p)
+                entry["finetune_config"] = record_lib.finetune_hash(p) if entry.get("finetune") is not None else None
+            records.append(entry)
     return records
+
+
+def finished(p: runs.PlannedRun, root: str, record: record_lib.Record) -> bool:
+    """Done in the workdir or in the record."""
+    return runs.is_done(p, root) or record.finished(p)
+
+
+def wall_seconds(p: runs.PlannedRun, root: str, record: record_lib.Record) -> float | None:
+    spent = runs.wall_seconds(p, root)
+    recorded = record.entry(p) if spent is None and record.finished(p) else None
+    return recorded.get("wall_seconds") if recorded else spent
 
 
 def _times(logged: list[dict]) -> dict:
@@ -288,8 +312,10 @@ def _hours(seconds: float) -> str:
 
 
 def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command: str, figures: dict, trends: dict,
-             left: str) -> str:
-    """`trends` {claim id: (better row, worse row)}; `left`: the plan's line on the expected time still needed."""
+             left: str, record: record_lib.Record | None = None) -> str:
+    """`trends` {claim id: (better row, worse row)}; `left`: the plan's line on the expected time still needed;
+    `record`: the committed numbers of runs not in `root`."""
+    record = record or record_lib.Record()
     base = results_at(records, 1)
     main_rows = [r for r in base if not r.startswith("a.")]
     appendix = [r for r in base if r.startswith("a.")]
@@ -313,8 +339,8 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
     for name, planned in parts.items():
         todo = [p for p in runs.todo_runs(planned) if (p.run_key, p.probe_file, p.finetune) not in seen]
         seen.update((p.run_key, p.probe_file, p.finetune) for p in todo)
-        done = [p for p in todo if runs.is_done(p, root)]
-        timed = [t for t in (runs.wall_seconds(p, root) for p in done) if t is not None]
+        done = [p for p in todo if finished(p, root, record)]
+        timed = [t for t in (wall_seconds(p, root, record) for p in done) if t is not None]
         untimed = f" ({len(done) - len(timed)} without a recorded time)" if len(timed) < len(done) else ""
         out.append(f"- {name}: {len(done)} of {len(todo)} runs done, {_hours(sum(timed))}{untimed}")
     out += ["", "## Rows at the small budget (1x)", "", *_rows_table(base, main_rows)]
@@ -396,14 +422,15 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
     return "\n".join(out) + "\n"
 
 
-def write(parts: dict, root: str, path: str, *, scale: str, command: str, trends: dict, left: str) -> str:
+def write(parts: dict, root: str, path: str, *, scale: str, command: str, trends: dict, left: str,
+          record: record_lib.Record | None = None) -> str:
     """Writes the report at `path`, its figures under `figures/<name>/` beside it, the rows' table as
-    `<name>.json` (what `python -m ldae_jax.viz` reads) and every run's numbers as `<name>_runs.json`; `trends`
-    and `left` as for `markdown`."""
+    `<name>.json` (what `python -m ldae_jax.viz` reads) and every run's numbers as `<name>_runs.json`; `trends`,
+    `left` and `record` as for `markdown`."""
     path = epath.Path(path)
     stem = path.name.removesuffix(".md")
     fig_dir = path.parent / "figures" / stem
-    records = collect(parts, root)
+    records = collect(parts, root, record)
     figures = {}
     for name, (better, worse) in trends.items():
         trend = _trend(records, better, worse)
@@ -427,7 +454,8 @@ def write(parts: dict, root: str, path: str, *, scale: str, command: str, trends
     table = report.table(results_at(records, 1), scale)
     if ladder_chart.bar_chart(table, str(fig_dir / "ladder.png"), scale):
         figures["chart"] = f"figures/{stem}/ladder.png"
-    text = markdown(parts, records, root, scale=scale, command=command, figures=figures, trends=trends, left=left)
+    text = markdown(parts, records, root, scale=scale, command=command, figures=figures, trends=trends, left=left,
+                    record=record)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.with_suffix(".json").write_text(json.dumps({"scale": scale, "command": command, "rows": table}, indent=1))
