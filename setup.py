@@ -1,6 +1,7 @@
 """ldae_jax: latent Denoising Autoencoders (l-DAE) and the DiT -> l-DAE deconstruction ladder in JAX/Flax.
 
-Pins are the set tested together on Python 3.11 (Debian 12, CPU); see README "Installing".
+Pins are the set tested together on Python 3.11 (Debian 12, CPU); see README "Install" for GPU, TPU and macOS,
+and `bash launch/check_extras.sh` for a check that they resolve on the package index.
 """
 from setuptools import find_packages, setup
 
@@ -10,8 +11,10 @@ INSTALL_REQUIRES = [
     "flax==0.12.8",
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
-    # tf.data only; the CPU build so TensorFlow never competes for an accelerator.
-    "tensorflow-cpu==2.21.0",
+    # tf.data only; the CPU build so TensorFlow never competes for an accelerator. It has no macOS wheels, where
+    # the stock build is CPU-only anyway (resolved for macOS arm64 with `pip install --dry-run --platform`).
+    "tensorflow-cpu==2.21.0; sys_platform != 'darwin'",
+    "tensorflow==2.21.0; sys_platform == 'darwin'",
     # clu.metric_writers imports tensorboard, which TF 2.21 no longer pulls in.
     "tensorboard==2.21.0",
     "tensorflow-datasets==4.9.10",

@@ -1,16 +1,21 @@
 """Tests of ldae_jax.data: the local Fashion-MNIST builder (on the real Debian files) and the per-host pipeline."""
 import collections
 import gzip
+import hashlib
 import itertools
+import json
 import os
+import shutil
+import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ldae_jax.data import fashion_mnist, pipeline, sources, splits
+from ldae_jax.data import datasets, fashion_mnist, pipeline, sources, splits
 from ldae_jax.errors import DataError
 from ldae_jax.errors import UserError
 
@@ -107,6 +112,238 @@ def test_corrupt_file_fails_preparation_cleanly(tmp_path):
     with pytest.raises(DataError, match=r"expected \(10000, 28, 28\) and \(10000,\)"):
         fashion_mnist.prepared_builder(str(tmp_path / "data"), source_dir=str(source))
     assert not fashion_mnist.FashionMnistLocal(data_dir=str(tmp_path / "data")).is_prepared()
+
+
+# ---------------------------------------------------------------------- the prepared copy follows its source
+# Small sources (64 train / 16 test images): each preparation takes under a second.
+
+SMALL = {"train": 64, "test": 16}
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """Fashion-MNIST's file layout with small splits; returns a function writing a source dir, seeded."""
+    monkeypatch.setattr(fashion_mnist, "FILES", {split: (*files[:2], SMALL[split])
+                                                 for split, files in fashion_mnist.FILES.items()})
+    monkeypatch.delenv(fashion_mnist.SOURCE_DIR_ENV, raising=False)
+
+    def write(path, seed):
+        rng = np.random.default_rng(seed)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for split, (images_file, labels_file, n) in fashion_mnist.FILES.items():
+            images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            labels = rng.integers(0, 10, n, dtype=np.uint8)
+            (path / images_file).write_bytes(gzip.compress(fashion_mnist.idx_bytes(images)))
+            (path / labels_file).write_bytes(gzip.compress(fashion_mnist.idx_bytes(labels)))
+            arrays[split] = collections.Counter(zip((x.tobytes() for x in images), labels.tolist()))
+        return arrays
+
+    return write
+
+
+def _no_preparing(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(fashion_mnist.FashionMnistLocal, "download_and_prepare", fail)
+
+
+def test_the_prepared_copy_records_its_source_files(small, tmp_path, capsys):
+    contents = small(tmp_path / "a", seed=0)
+    builder = fashion_mnist.prepared_builder(str(tmp_path / "data"), source_dir=str(tmp_path / "a"))
+    assert _split_contents(builder, "train") == contents["train"]
+    record = json.loads((tmp_path / "data/fashion_mnist_local/1.0.0/source.json").read_text())
+    assert record["source_dir"] == str(tmp_path / "a")
+    assert sorted(record["files"]) == sorted(fashion_mnist.CONTENT_SHA256)
+    for name, entry in record["files"].items():
+        path = tmp_path / "a" / name
+        assert entry["path"] == str(path) and os.path.isabs(entry["path"])
+        assert entry["size"] == path.stat().st_size
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "remaking" not in capsys.readouterr().out  # a first copy is not a remake
+    assert not list((tmp_path / "data").glob(".fashion_mnist_local.staging-*"))
+
+
+def test_another_source_directory_remakes_the_copy_once(small, tmp_path, monkeypatch, capsys):
+    data = str(tmp_path / "data")
+    small(tmp_path / "a", seed=0)
+    contents_b = small(tmp_path / "b", seed=1)
+    fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "a"))
+    capsys.readouterr()
+    monkeypatch.setenv(fashion_mnist.SOURCE_DIR_ENV, str(tmp_path / "b"))
+    builder = fashion_mnist.prepared_builder(data)
+    assert capsys.readouterr().out.splitlines() == [  # one line: which source, and why
+        f"Fashion-MNIST: remaking the prepared copy in {builder.data_dir} from {tmp_path / 'b'} "
+        f"($LDAE_FASHION_MNIST_DIR): it was made from {tmp_path / 'a'}."]
+    assert _split_contents(builder, "train") == contents_b["train"]
+    assert _split_contents(builder, "test") == contents_b["test"]
+    assert fashion_mnist.read_record(builder)["source_dir"] == str(tmp_path / "b")
+    assert not list((tmp_path / "data").glob(".fashion_mnist_local.staging-*"))
+    _no_preparing(monkeypatch)
+    fashion_mnist.prepared_builder(data)
+    assert capsys.readouterr().out == ""
+
+
+def test_changed_file_contents_remake_the_copy_even_with_the_same_size_and_mtime(small, tmp_path, capsys):
+    data, a = str(tmp_path / "data"), tmp_path / "a"
+    small(a, seed=0)
+    labels_path = a / "train-labels-idx1-ubyte.gz"
+    labels = fashion_mnist.read_idx(str(labels_path), ndim=1)
+    labels_path.write_bytes(gzip.compress(fashion_mnist.idx_bytes(labels), compresslevel=0))  # stored: size = length
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+    before = labels_path.stat()
+    new_labels = (labels + 1) % 10
+    labels_path.write_bytes(gzip.compress(fashion_mnist.idx_bytes(new_labels), compresslevel=0))
+    os.utime(labels_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (labels_path.stat().st_size, labels_path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    capsys.readouterr()
+    builder = fashion_mnist.prepared_builder(data, source_dir=str(a))
+    assert capsys.readouterr().out.splitlines() == [
+        f"Fashion-MNIST: remaking the prepared copy in {builder.data_dir} from {a} (the source_dir argument): "
+        f"train-labels-idx1-ubyte.gz in {a} changed since it was made."]
+    stored = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
+    assert collections.Counter(stored["label"].tolist()) == collections.Counter(new_labels.tolist())
+    assert fashion_mnist.read_record(builder)["files"]["train-labels-idx1-ubyte.gz"]["sha256"] == \
+        hashlib.sha256(labels_path.read_bytes()).hexdigest()
+
+
+def test_an_unchanged_source_costs_a_stat_and_a_touched_one_a_hash(small, tmp_path, monkeypatch, capsys):
+    data, a = str(tmp_path / "data"), tmp_path / "a"
+    small(a, seed=0)
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+    _no_preparing(monkeypatch)
+    hashed = []
+    real = fashion_mnist._sha256
+    monkeypatch.setattr(fashion_mnist, "_sha256", lambda path: hashed.append(path) or real(path))
+    start = time.perf_counter()
+    for _ in range(10):
+        fashion_mnist.prepared_builder(data, source_dir=str(a))
+    print(f"check of an unchanged source: {(time.perf_counter() - start) / 10 * 1e3:.2f} ms")
+    assert hashed == []
+    os.utime(a / "t10k-images-idx3-ubyte.gz")  # same contents, new mtime: hashed once, not remade
+    builder = fashion_mnist.prepared_builder(data, source_dir=str(a))
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+    assert hashed == [str(a / "t10k-images-idx3-ubyte.gz")]
+    assert fashion_mnist.read_record(builder)["files"]["t10k-images-idx3-ubyte.gz"]["mtime_ns"] == \
+        (a / "t10k-images-idx3-ubyte.gz").stat().st_mtime_ns
+    assert "remaking" not in capsys.readouterr().out
+
+
+def test_a_copy_without_a_record_is_remade_once(small, tmp_path, monkeypatch, capsys):
+    data, a = str(tmp_path / "data"), tmp_path / "a"
+    small(a, seed=0)
+    builder = fashion_mnist.prepared_builder(data, source_dir=str(a))
+    (tmp_path / "data/fashion_mnist_local/1.0.0/source.json").unlink()  # as a copy made before records were kept
+    capsys.readouterr()
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+    assert "no record of its source files" in capsys.readouterr().out
+    assert fashion_mnist.read_record(builder)["source_dir"] == str(a)
+    _no_preparing(monkeypatch)
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+
+
+@pytest.mark.parametrize("crash", ["while preparing", "before the record"])
+def test_an_interrupted_remake_is_never_trusted(small, tmp_path, monkeypatch, capsys, crash):
+    data = str(tmp_path / "data")
+    contents_a, contents_b = small(tmp_path / "a", seed=0), small(tmp_path / "b", seed=1)
+    fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "a"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        if crash == "while preparing":
+            m.setattr(fashion_mnist.FashionMnistLocal, "_generate_examples", killed)
+        else:
+            m.setattr(fashion_mnist, "_write_record", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "b"))
+    capsys.readouterr()
+    if crash == "while preparing":  # the old copy is intact, and still known as a's
+        builder = fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "a"))
+        assert "remaking" not in capsys.readouterr().out
+        assert _split_contents(builder, "train") == contents_a["train"]
+    else:  # b's copy is in place but has no record: not trusted, not even for b
+        assert fashion_mnist.read_record(fashion_mnist.FashionMnistLocal(data_dir=data)) is None
+        builder = fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "b"))
+        assert "no record of its source files" in capsys.readouterr().out
+        assert _split_contents(builder, "train") == contents_b["train"]
+    assert not list((tmp_path / "data").glob(".fashion_mnist_local.staging-*"))
+
+
+def test_source_files_gone_keep_the_copy_with_a_warning_or_refuse(small, tmp_path, monkeypatch, capsys):
+    data, a = str(tmp_path / "data"), tmp_path / "a"
+    contents = small(a, seed=0)
+    fashion_mnist.prepared_builder(data, source_dir=str(a))
+    (a / "train-images-idx3-ubyte.gz").unlink()
+    capsys.readouterr()
+    # The source it was made from, a file gone, none changed: the copy, with one warning naming that source.
+    builder = fashion_mnist.prepared_builder(data, source_dir=str(a))
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: Fashion-MNIST: train-images-idx3-ubyte.gz gone from "
+                                               f"{a}, the source of the prepared copy")
+    assert _split_contents(builder, "train") == contents["train"]
+    # Another directory without the files: refused, naming the recorded source and how to use it.
+    monkeypatch.setenv(fashion_mnist.SOURCE_DIR_ENV, str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=rf"it was made from {a}; and it cannot be remade.*"
+                                        rf"set LDAE_FASHION_MNIST_DIR={a} to use the copy") as e:
+        fashion_mnist.prepared_builder(data)
+    assert "\n" not in str(e.value)
+    # ... and the check before compute (what --dry_run runs) refuses it the same way, writing nothing
+    config = ml_collections.ConfigDict({"name": "fashion_mnist_local", "data_dir": data, "prepared_dir": "",
+                                        "train_split": "train", "eval_split": "test", "image_size": 28})
+    with pytest.raises(DataError, match=rf"it was made from {a}; and it cannot be remade"):
+        datasets.describe(config)
+    # A changed file beside the gone one: refused too.
+    monkeypatch.delenv(fashion_mnist.SOURCE_DIR_ENV)
+    (a / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(fashion_mnist.idx_bytes(np.zeros(16, np.uint8))))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz in .* changed since it was made"):
+        fashion_mnist.prepared_builder(data, source_dir=str(a))
+
+
+# ------------------------------------------------------------------------- the IDX files from TFDS's builder
+
+
+def test_download_writes_idx_files_from_tfds_fashion_mnist_on_mock_data(tmp_path):
+    out = tmp_path / "idx"
+    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
+        with pytest.raises(DataError, match="not the published Fashion-MNIST's"):  # random images
+            fashion_mnist.download(str(out), tfds_data_dir=str(tmp_path / "tfds"))
+        assert not out.exists() or not list(out.iterdir())
+        files = fashion_mnist.download(str(out), tfds_data_dir=str(tmp_path / "tfds"), check_contents=False)
+        builder = tfds.builder("fashion_mnist", data_dir=str(tmp_path / "tfds"))
+        stored = list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False).batch(100)))[0]
+    assert sorted(os.path.basename(f) for f in files) == sorted(fashion_mnist.CONTENT_SHA256)
+    images = fashion_mnist.read_idx(str(out / "train-images-idx3-ubyte.gz"), ndim=3)
+    labels = fashion_mnist.read_idx(str(out / "train-labels-idx1-ubyte.gz"), ndim=1)
+    order = fashion_mnist._original_order(builder, "train", 12)
+    assert sorted(order.tolist()) == list(range(12)) and order.tolist() != list(range(12))
+    np.testing.assert_array_equal(images[order], stored["image"][..., 0])  # the stored examples, put back in order
+    np.testing.assert_array_equal(labels[order], stored["label"])
+    assert fashion_mnist.read_idx(str(out / "t10k-labels-idx1-ubyte.gz"), ndim=1).shape == (12,)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@needs_debian_files
+def test_idx_files_written_from_a_prepared_builder_are_the_published_ones(fm_builder, tmp_path):
+    """The order TFDS stores examples in is undone exactly: on TFDS's own writer (the copy of the Debian files,
+    keyed by index like the stock builder), the written files are the published contents, byte for byte."""
+    fashion_mnist.write_idx_files(fm_builder, str(tmp_path))  # checks the contents' sha256
+    for name in fashion_mnist.CONTENT_SHA256:
+        with gzip.open(tmp_path / name) as written, gzip.open(os.path.join(SOURCE_DIR, name)) as debian:
+            assert written.read() == debian.read()
+    assert fashion_mnist.has_published_files(str(tmp_path))
+
+
+@needs_debian_files
+def test_download_command_skips_a_directory_that_already_has_the_files(tmp_path, capsys, monkeypatch):
+    for name in fashion_mnist.CONTENT_SHA256:
+        shutil.copy(os.path.join(SOURCE_DIR, name), tmp_path / name)
+    monkeypatch.setattr(fashion_mnist, "download", lambda *a, **k: pytest.fail("downloaded"))
+    fashion_mnist.main(["--download", str(tmp_path)])
+    assert capsys.readouterr().out.splitlines() == [f"{tmp_path} already holds the 4 Fashion-MNIST IDX files.",
+                                                    f"Use them with: export LDAE_FASHION_MNIST_DIR={tmp_path}"]
 
 
 # ---------------------------------------------------------------------------------------------- training

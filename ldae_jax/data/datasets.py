@@ -62,7 +62,9 @@ def describe(data, *, local: bool = True) -> Description:
         builder = prepared.open_splits(data.prepared_dir, data.name, splits, data.image_size)
     elif data.name == "fashion_mnist_local":
         builder = fashion_mnist.FashionMnistLocal(data_dir=data.data_dir or None)
-        if not builder.is_prepared():
+        if builder.is_prepared():
+            fashion_mnist.check_prepared(builder)  # a copy of other files that cannot be remade: refused now
+        else:
             sizes = fashion_mnist.split_sizes(builder.source_dir)
             examples = {s: _count(s, sizes, data.name) for s in splits}
             return Description(data.name, 1, len(fashion_mnist.LABEL_NAMES), examples)
