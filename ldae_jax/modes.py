@@ -67,6 +67,9 @@ def _pretrain(exp, options: Options) -> dict:
 def _figure(exp, options: Options) -> str:
     """The run's figure: denoising for l-DAE (Figures 7-8), reconstruction for MAE."""
     del options
+    name = "reconstruction" if exp.objective.kind == "mae" else "denoising"
+    if jax.process_index() == 0:
+        print(f"Drawing the {name} figure (the latest checkpoint on a few test images) ...", flush=True)
     if exp.objective.kind == "mae":
         return reconstruction.write_reconstruction_figure(exp)
     return denoising.write_denoising_figure(exp)

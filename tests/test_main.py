@@ -3,6 +3,7 @@ one-line errors a user sees for mistakes they can fix."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from ldae_jax import main as main_lib
 from ldae_jax.errors import UserError
 from ldae_jax.tokenizers.pca import PCAMismatchError
 
-from test_data import needs_debian_files
+from test_data import fm_builder, needs_debian_files  # noqa: F401 (a fixture)
 from helpers import set_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,6 +136,46 @@ def test_every_config_passes_the_check_and_builds(name, arg):
     config = config_lib.load_file(f"configs/{name}.py{':' + arg if arg else ''}")
     plan = modes.check(config, "all", local=False)
     assert plan.num_params > 0 and plan.total_steps == config.train.total_steps
+
+
+# What libraries print at start-up or on their own when nothing is wrong: TensorFlow's and XLA's C++ logging
+# (glog/absl format 'W0000 00:00:...', absl's 'before absl::InitializeLog'), oneDNN's line, Python absl's and
+# TensorFlow's 'WARNING:absl:' / 'INFO:tensorflow:' (orbax logs through absl).
+BANNER = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} |oneDNN|TF_ENABLE_ONEDNN_OPTS|cpu_feature_guard|"
+                    r"This TensorFlow binary|^(INFO|WARNING|ERROR):(absl|tensorflow|root)|orbax|Unable to register",
+                    re.MULTILINE)
+
+
+@needs_debian_files
+def test_a_run_prints_only_its_own_lines_and_the_block_probe_json_has(tmp_path, fm_builder):  # noqa: F811
+    """As a user runs it without launch/env.sh (no TF_CPP_MIN_LOG_LEVEL): no library banner on either stream, and
+    the console's probe table names the block probe.json records (counted from 1: the encoder's last of 2)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS")}
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ldae_jax.main", "--config=configs/quickstart.py:tiny", f"--workdir={workdir}",
+         "--mode=pretrain_probe", "--config.train.total_steps=4", "--config.train.log_every=2",
+         "--config.train.checkpoint_every=4", "--config.knn.every_steps=0", "--config.probe.epochs=1",
+         "--config.probe.baselines=", "--config.model.encoder_depth=2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for stream in (proc.stdout, proc.stderr):
+        assert not BANNER.search(stream), stream
+    assert all(line.startswith("note: ") for line in proc.stderr.splitlines()), proc.stderr  # the host-malloc hint
+    assert proc.stdout.startswith("PCA: sampling 5000 patches of 7x7 from train[:2048] ...\nPCA: fitted on 5000 "
+                                  "patches"), proc.stdout
+    for line in ("Compiling the train step ... ", "step 2/4 (50%)", "  train features: 2048 x 32 in ",
+                 "  test features: 500 x 32 in ", "  linear head: 1 epochs, last loss "):
+        assert line in proc.stdout, (line, proc.stdout)
+    probe = json.loads((workdir / "probe.json").read_text())
+    shown = re.search(r"^\| l-DAE, step 4, t=10 clean, block (\d+) \|", proc.stdout, re.MULTILINE)
+    assert shown and int(shown.group(1)) == probe["protocol"]["block"] == 2, proc.stdout
+    # The console's progress lines are not metrics: metrics.jsonl holds the log steps' numbers only.
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(isinstance(v, (int, float)) for r in records for v in r.values())
 
 
 @pytest.mark.slow

@@ -52,3 +52,29 @@ def test_pixel_features_pool_large_images_to_32():
     assert feats.shape == (2, 32 * 32 * 3)
     np.testing.assert_allclose(feats[0, :3], images[0, :8, :8].reshape(-1, 3).mean(0) / 127.5 - 1, rtol=1e-5)
     assert linear_probe.pixel_features(images[:, :28, :28, :1]).shape == (2, 28 * 28)
+
+
+def test_the_probed_block_counts_from_1_and_0_is_the_encoders_last():
+    """One numbering: the console's label and probe.json's protocol.block both give the block k whose output is
+    probed (the paper's 'output of block k'), never the config's 0."""
+    from ldae_jax import schema
+    from ldae_jax.evaluate import probe
+
+    config = schema.defaults()
+    for block, depth, want in ((0, 3, 3), (1, 3, 1), (2, 3, 2)):
+        config.probe.block = block
+        assert probe.probed_block(config, depth) == want
+        assert probe.describe(config, 7, depth)["l-DAE"] == f"l-DAE, step 7, t=10 clean, block {want}"
+
+
+def test_the_head_reports_each_epoch_to_the_console(capsys, monkeypatch):
+    from ldae_jax.runtime import timings
+
+    seen = []
+    update = timings.Countdown.update
+    monkeypatch.setattr(timings.Countdown, "update", lambda self, done: (seen.append(done), update(self, done)))
+    (train, test) = synthetic((300, 100), 8, 3, np.random.default_rng(4))
+    out = linear_probe.train_linear_probe(train, test, num_classes=3, epochs=4, batch_size=64, base_lr=1e-3)
+    assert seen == [1, 2, 3, 4]  # in order, each once the epoch's steps are done (a callback from the jitted scan)
+    printed = capsys.readouterr().out
+    assert f"  linear head: 4 epochs, last loss {out['epoch_losses'][-1]:.4f} in " in printed, printed

@@ -140,3 +140,49 @@ def test_ladder_figures_from_the_report_table(fake_ladder, tmp_path):
 def test_a_folder_that_is_neither_a_run_nor_a_ladder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="neither a run"):
         figures.draw(str(tmp_path), "all")  # the command lines' one-line errors: tests/test_front_door.py
+
+
+def test_the_schedules_legend_says_what_each_curve_is():
+    """The left panel plots the signal fraction, which falls for every schedule: no legend entry may say gamma = 1
+    beside it; the schedules without input scaling say so, and the run's own schedule is named as this run's."""
+    import matplotlib.pyplot as plt
+
+    from ldae_jax import diffusion
+    from ldae_jax.viz import schedules
+
+    fig = schedules.draw_schedules(highlight=diffusion.get_schedule("sigma_linear", sigma_max=2.0))
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    left = fig.axes[0]
+    plt.close(fig)
+    assert len(texts) == 5 and texts[-1] == "this run: σ linear to 2, no input scaling (l-DAE)", texts
+    assert "signal fraction" in left.get_ylabel()
+    for name, text in zip(diffusion.SCHEDULES, texts):
+        assert "γ = 1" not in text and "gamma = 1" not in text, text
+        assert ("no input scaling" in text) == (not diffusion.get_schedule(name).variance_preserving), text
+    assert texts[2] == "σ linear to √2, no input scaling (l-DAE)"
+    assert texts[3].startswith("single level σ = √(1/3)")
+
+
+def test_the_ladder_chart_keeps_its_labels_in_the_figure_and_one_scale_in_both_panels():
+    from ldae_jax.viz import ladder_chart
+
+    table = [{"row": f"t3.step{i}", "change": "+ remove input scaling (sigma linear to sqrt 2) and more words",
+              "paper": paper, "trajectory": 7 + i, "results": results, "ci": ci}
+             for i, (paper, results, ci) in enumerate([(65.1, [79.1, 78.9, 79.2], 0.3), (62.4, [75.9], None),
+                                                       (None, [74.5, 74.0], 1.2)])]
+    fig = ladder_chart.draw(table, "small")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    widths = [ax.get_xlim()[1] - ax.get_xlim()[0] for ax in fig.axes]
+    lows = [ax.get_xlim()[0] for ax in fig.axes]
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert len(labels) == 3 and all(t.get_window_extent(renderer).x0 >= 0 for t in labels)  # none cut at the left
+    assert widths[0] == pytest.approx(widths[1])  # a point of accuracy is as long in both panels
+    assert lows[0] < 62.4 < 65.1 < lows[1] < 74.0  # each panel its own range
+    assert "79.1 (n=3)" in texts and "75.9 (n=1)" in texts
+    assert any("n/a" in t.get_text() for t in fig.axes[0].texts)
+    assert ladder_chart.draw([{**table[0], "results": []}], "small") is None

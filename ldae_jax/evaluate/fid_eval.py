@@ -40,7 +40,8 @@ def reference_statistics(config, builder, params: dict) -> tuple[np.ndarray, np.
         seen += len(keep)
         if seen >= f.reference_examples:
             break
-    feats = inception.batched_features(params, np.concatenate(images), f.batch_size)
+    feats = inception.batched_features(params, np.concatenate(images), f.batch_size,
+                                       progress="FID: reference features")
     return fid.statistics(feats)
 
 
@@ -74,8 +75,9 @@ def run_fid(exp) -> dict:
     images = generate.generate_images(
         run, params, f.num_samples, jax.random.key(config.seed + 1), labels=generate.balanced_labels(
             run.objective, f.num_samples), num_steps=f.num_steps, eta=f.eta, guidance=f.guidance,
-        batch_size=f.batch_size, progress=f.num_samples > f.batch_size)
-    gen_mean, gen_cov = fid.statistics(inception.batched_features(weights, images, f.batch_size))
+        batch_size=f.batch_size, progress="FID: generating")
+    gen_mean, gen_cov = fid.statistics(inception.batched_features(weights, images, f.batch_size,
+                                                                  progress="FID: features of the samples"))
     out["fid"] = fid.frechet_distance(gen_mean, gen_cov, ref_mean, ref_cov)
     out["seconds"] = time.perf_counter() - start
     (epath.Path(workdir) / "fid.json").write_text(json.dumps(out, indent=1))

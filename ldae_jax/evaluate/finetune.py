@@ -25,7 +25,7 @@ from ldae_jax.data import augment, pipeline, splits
 from ldae_jax.evaluate import mixup
 from ldae_jax.errors import UserError
 from ldae_jax.models import classifier, fold, timm_format
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import preemption, timings
 from ldae_jax.train import checkpoint, metrics, sharding
 
 
@@ -117,6 +117,9 @@ def evaluate(run, graphdef, input_fn, trees: dict, batch_size: int) -> dict:
         input_fn(images.astype(jnp.float32) / 127.5 - 1.0)), -1))
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size
     correct, total = {k: 0 for k in trees}, 0
+    split = run.config.data.eval_split
+    countdown = timings.Countdown(f"fine-tune: evaluating ({', '.join(trees)})",
+                                  splits.num_examples(run.builder, split), "images")
     for local in pipeline.eval_batches(run.builder, split=run.config.data.eval_split, global_batch_size=batch_size,
                                        image_size=run.config.data.image_size,
                                        in_memory_mb=run.config.data.in_memory_mb):
@@ -126,6 +129,8 @@ def evaluate(run, graphdef, input_fn, trees: dict, batch_size: int) -> dict:
         for name, params in trees.items():
             pred = np.asarray(multihost_utils.process_allgather(predict(params, batch["image"]), tiled=True))
             correct[name] += int(((pred == y) & m).sum())
+        countdown.update(total)
+    countdown.finish(f"{total} images")
     return {name: 100.0 * c / total for name, c in correct.items()}
 
 
@@ -165,17 +170,22 @@ def finetune(exp) -> dict:
                  "ema": sharding.tree_shardings(abstract_params, run.mesh)}
     if params is None:
         state = checkpoint.restore_latest(ckpt, abstract, shardings, meta, str(root))
-        print(f"Resuming fine-tuning at step {int(state['step'])}", flush=True)
+        if jax.process_index() == 0:
+            print(f"Resuming fine-tuning at step {int(state['step'])}", flush=True)
     else:
         params = jax.device_put(params, shardings["params"])
         state = jax.jit(lambda p: {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": tx.init(p), "ema": p},
                         out_shardings=shardings)(params)
     start = int(state["step"])
+    if jax.process_index() == 0 and start < total:  # the first line comes after the first log_every steps
+        print(f"Fine-tuning {depth} block{'s' * (depth != 1)} for {total} steps at batch {f.batch_size} (a line "
+              f"every {f.log_every} steps; the first step compiles)", flush=True)
     step_fn = make_step(graphdef, tx, input_fn, num_classes=num_classes, config=config, shardings=shardings)
     batches = pipeline.train_iterator(run.builder, split=config.data.train_split, global_batch_size=f.batch_size,
                                       image_size=config.data.image_size, augment="random_resized_crop", flip=True,
                                       seed=config.seed + 7, start_step=start, rand_augment=rand_augment(config))
     log, watch = metrics.MetricsLog(str(root), resume_step=start), preemption.PreemptionWatch()
+    float(lr_fn(start))  # the schedule's eager ops compile at their first call: not in the first interval
     progress = metrics.Progress(total, f.batch_size, start)
     pending, preempted = [], False
     try:
@@ -185,6 +195,9 @@ def finetune(exp) -> dict:
             state, loss = step_fn(state, batch["image"], batch["label"])
             pending.append(loss)
             done = i + 1
+            if i == start:  # the first step compiled and started the input pipeline: not in images/s or the ETA
+                jax.block_until_ready(loss)
+                progress.started(done)
             preempted = watch.reached(done)
             if done % f.log_every == 0 or done == total or preempted:
                 scalars = {"loss": float(np.mean(jax.device_get(pending))), "lr": float(lr_fn(done - 1))}
@@ -214,6 +227,6 @@ def finetune(exp) -> dict:
     if jax.process_index() == 0:
         (epath.Path(workdir) / "finetune.json").write_text(json.dumps(out, indent=2))
         shown = ", ".join(f"{k} {v:.2f}%" for k, v in top1.items())
-        print(f"Fine-tuned {depth} blocks for {total} steps: top-1 {shown}", flush=True)
+        print(f"Fine-tuned {depth} block{'s' * (depth != 1)} for {total} steps: top-1 {shown}", flush=True)
     return out
 

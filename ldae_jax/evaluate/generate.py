@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 from ldae_jax.evaluate import sampler
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import preemption, timings
 from ldae_jax.train import state as state_lib
 
 
@@ -19,9 +19,10 @@ def balanced_labels(obj, n: int):
 
 
 def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 50, eta: float = 0.0,
-                    guidance: float = 0.0, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+                    guidance: float = 0.0, batch_size: int = 256, progress: str | None = None) -> np.ndarray:
     """n images [n, S, S, C] in [-1, 1] (float32) from the model `params` of the run `run` (its Experiment);
-    labels [n] if class-conditional."""
+    labels [n] if class-conditional. `progress` names the work in the console's `NAME: n/N images (p%), ETA ...`
+    lines (timings.Countdown; None: silent)."""
     obj, size = run.objective, run.config.data.image_size
     if obj.num_classes and labels is None:
         raise ValueError("a class-conditional model needs labels to generate (see balanced_labels)")
@@ -32,6 +33,7 @@ def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 5
         return sampler.guided_clean_latent(nnx.merge(graphdef, params), obj, run.tokenizer, run.schedule, z_t, t,
                                            y, guidance)
 
+    countdown = timings.Countdown(progress or "", n, "images", quiet=progress is None)
     out = []
     for i, start in enumerate(range(0, n, batch_size)):
         preemption.stop_here("the generation of images")
@@ -44,6 +46,7 @@ def generate_images(run, params, n: int, key, *, labels=None, num_steps: int = 5
         shape = (b, run.model_cfg.num_tokens, run.tokenizer.d)
         z = sampler.sample(x0_fn, run.schedule, shape, jax.random.fold_in(key, i), num_steps=num_steps, eta=eta)
         out.append(np.clip(np.asarray(run.tokenizer.latent_images(z, size, size)), -1.0, 1.0))
-        if progress:
-            print(f"  generated {start + b}/{n}", flush=True)
+        countdown.update(start + b)
+    if progress is not None:
+        countdown.finish(f"{n} images")
     return np.concatenate(out)

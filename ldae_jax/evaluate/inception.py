@@ -29,6 +29,7 @@ import numpy as np
 from etils import epath
 
 from ldae_jax.errors import UserError
+from ldae_jax.runtime import timings
 
 RESOLUTION = 299  # the input size the network was trained at; every image is resized to it
 FEATURE_DIM = 2048
@@ -288,9 +289,11 @@ def features(params: dict, images: jax.Array) -> jax.Array:
 _jitted_features = jax.jit(features)  # module-level, so each input shape compiles once per process
 
 
-def batched_features(params: dict, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def batched_features(params: dict, images: np.ndarray, batch_size: int = 64,
+                     progress: str | None = None) -> np.ndarray:
     """features over a host array [n, H, W, C] in batches (the last one padded, so one compiled shape) -> [n, 2048]
-    numpy. The parameters go to the device once per call."""
+    numpy. The parameters go to the device once per call. `progress` names the work in the console's
+    `NAME: n/N images (p%), ETA ...` lines and its done line (timings.Countdown; None: silent)."""
     images = np.asarray(images)
     if batch_size < 1:
         raise ValueError(f"batch_size should be >= 1, got {batch_size}")
@@ -301,10 +304,17 @@ def batched_features(params: dict, images: np.ndarray, batch_size: int = 64) -> 
         return np.zeros((0, FEATURE_DIM), np.float32)
     size = min(batch_size, n)
     device_params = jax.device_put(params)
+    countdown = timings.Countdown(progress or "", n, "images", quiet=progress is None)
     outs = []
     for start in range(0, n, size):
         batch = np.asarray(images[start:start + size], np.float32)
         if len(batch) < size:
             batch = np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), np.float32)])
         outs.append(_jitted_features(device_params, batch))  # dispatched asynchronously; read back below
-    return np.concatenate([np.asarray(o) for o in outs])[:n]
+        if progress is not None and len(outs) > 1:  # the batch before this one is done: one stays in flight
+            jax.block_until_ready(outs[-2])
+            countdown.update(start)
+    feats = np.concatenate([np.asarray(o) for o in outs])[:n]
+    if progress is not None:
+        countdown.finish(f"{n} images")
+    return feats

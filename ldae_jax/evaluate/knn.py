@@ -42,9 +42,10 @@ _predict_jit = jax.jit(_predict, static_argnames=("k", "temperature", "num_class
 
 
 def knn_top1(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], *, num_classes: int,
-             k: int = 20, temperature: float = 0.07) -> float:
+             k: int = 20, temperature: float = 0.07, progress: str | None = None) -> float:
     """Top-1 (%) of the weighted kNN classifier on (features [n, f], labels [n]) pairs; test rows in chunks so the
-    similarity matrix stays small whatever the train set's size."""
+    similarity matrix stays small whatever the train set's size. `progress` names the work in the console's
+    `NAME: n/N test images (p%), ETA ...` lines (timings.Countdown; None: silent)."""
     (train_x, train_y), (test_x, test_y) = train, test
     if len(train_x) == 0 or len(test_x) == 0:
         raise ValueError("kNN needs at least one train and one test example")
@@ -54,9 +55,12 @@ def knn_top1(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
     test_n = np.asarray(_normalise(test_x))
     pad = -len(test_n) % chunk  # every chunk the same shape: one compilation
     test_n = np.concatenate([test_n, np.zeros((pad, test_n.shape[1]), np.float32)])
-    predictions = [np.asarray(_predict_jit(jnp.asarray(test_n[i:i + chunk]), train_n, train_l, k=k,
-                                           temperature=float(temperature), num_classes=num_classes))
-                   for i in range(0, len(test_n), chunk)]
+    countdown = timings.Countdown(progress or "", len(test_y), "test images", quiet=progress is None)
+    predictions = []
+    for i in range(0, len(test_n), chunk):
+        predictions.append(np.asarray(_predict_jit(jnp.asarray(test_n[i:i + chunk]), train_n, train_l, k=k,
+                                                   temperature=float(temperature), num_classes=num_classes)))
+        countdown.update(min(i + chunk, len(test_y)))
     predictions = np.concatenate(predictions)[:len(test_y)]
     return float(100 * np.mean(predictions == np.asarray(test_y)))
 

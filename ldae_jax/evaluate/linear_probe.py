@@ -13,7 +13,6 @@ cached probe uses those exact statistics for both training and test.
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,9 +22,9 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ldae_jax import objectives
-from ldae_jax.data import pipeline
+from ldae_jax.data import pipeline, splits
 from ldae_jax.errors import UserError
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import preemption, timings
 from ldae_jax.train import sharding
 
 MAX_PIXEL_SIDE = 32  # the raw-pixel baseline average-pools larger images down to at most 32 x 32
@@ -72,9 +71,10 @@ def gathered(run, features, batches, stoppable: str | None = None):
 
 
 def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of every example of `split` (padding removed), on every host."""
-    feats, labels = [], []
-    start = time.perf_counter()
+    """Features and labels of every example of `split` (padding removed), on every host; the console shows
+    `  DESC features: n/N images (p%), ETA ...` while it runs (timings.Countdown) and `N x F` when done."""
+    feats, labels, have = [], [], 0
+    countdown = timings.Countdown(f"  {desc} features", splits.num_examples(run.builder, split), "images")
     # The feature batch only sets speed, never results: round it up to a multiple of the devices.
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size
     batches = pipeline.eval_batches(
@@ -84,9 +84,10 @@ def extract(run, features, split: str, batch_size: int, desc: str) -> tuple[np.n
     for f, y in gathered(run, features, batches, "the probe's feature extraction"):
         feats.append(f)
         labels.append(y)
+        have += len(y)
+        countdown.update(have)
     x, y = np.concatenate(feats), np.concatenate(labels)
-    if jax.process_index() == 0:
-        print(f"  {desc}: {x.shape[0]} x {x.shape[1]} features in {time.perf_counter() - start:.1f}s", flush=True)
+    countdown.finish(f"{x.shape[0]} x {x.shape[1]}")
     return x, y
 
 
@@ -114,7 +115,8 @@ def _train_head(train_x, train_y, key, *, base_lr, optimizer, num_classes, epoch
         logits = x @ params["w"] + params["b"]
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    def epoch(carry, epoch_key):
+    def epoch(carry, xs):
+        epoch_key, index = xs
         perm = jax.random.permutation(epoch_key, n)[: steps_per_epoch * batch_size]
 
         def step(carry, idx):
@@ -124,12 +126,21 @@ def _train_head(train_x, train_y, key, *, base_lr, optimizer, num_classes, epoch
             return (optax.apply_updates(params, updates), opt_state), loss
 
         carry, losses = jax.lax.scan(step, carry, perm.reshape(steps_per_epoch, batch_size))
+        jax.debug.callback(_epoch_done, index, carry[0]["b"])  # reads the epoch's result: runs once it is done
         return carry, losses.mean()
 
     (params, _), epoch_losses = jax.lax.scan(
-        epoch, (params, tx.init(params)), jax.random.split(perm_key, epochs)
+        epoch, (params, tx.init(params)), (jax.random.split(perm_key, epochs), jnp.arange(epochs))
     )
     return params, epoch_losses
+
+
+_HEAD_COUNTDOWN: list = []  # the console's countdown of the head being trained (the jitted epochs report to it)
+
+
+def _epoch_done(index, _) -> None:
+    if _HEAD_COUNTDOWN:
+        _HEAD_COUNTDOWN[-1].update(int(index) + 1)
 
 
 def accuracy(params, x, y) -> float:
@@ -149,12 +160,18 @@ def train_linear_probe(
     mean, var = train_x.mean(0), train_x.var(0)
     norm = lambda x: jnp.asarray((x - mean) / np.sqrt(var + 1e-6), jnp.float32)  # noqa: E731
     batch_size = min(batch_size, train_x.shape[0])
-    params, losses = _train_head(
-        norm(train_x), jnp.asarray(train_y), jax.random.key(seed), base_lr=base_lr, optimizer=optimizer,
-        num_classes=num_classes, epochs=epochs, batch_size=batch_size,
-    )
+    _HEAD_COUNTDOWN.append(timings.Countdown("  linear head", epochs, "epochs"))
+    try:
+        params, losses = _train_head(
+            norm(train_x), jnp.asarray(train_y), jax.random.key(seed), base_lr=base_lr, optimizer=optimizer,
+            num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+        )
+        losses = np.asarray(losses)  # the epochs have run (and reported)
+    finally:
+        countdown = _HEAD_COUNTDOWN.pop()
+    countdown.finish(f"{epochs} epochs, last loss {float(losses[-1]):.4f}")
     return {
         "train_top1": 100 * accuracy(params, norm(train_x), jnp.asarray(train_y)),
         "test_top1": 100 * accuracy(params, norm(test_x), jnp.asarray(test_y)),
-        "epoch_losses": [float(v) for v in np.asarray(losses)],
+        "epoch_losses": [float(v) for v in losses],
     }

@@ -11,8 +11,6 @@ position is the step, so a resumed probe equals an uninterrupted one.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +21,7 @@ from jax.experimental import multihost_utils
 from ldae_jax.data import pipeline, splits
 from ldae_jax.errors import Preempted
 from ldae_jax.tokenizers import files
-from ldae_jax.runtime import preemption
+from ldae_jax.runtime import preemption, timings
 from ldae_jax.train import sharding
 
 BN_MOMENTUM, BN_EPS = 0.1, 1e-6
@@ -73,6 +71,7 @@ def _evaluate(run, features, params, head, split: str, batch_size: int) -> float
     predict = jax.jit(lambda head, p, images, i: jnp.argmax(
         _logits(head, (features(p, images, i) - head["mean"]) / jnp.sqrt(head["var"] + BN_EPS)), -1))
     correct = total = 0
+    countdown = timings.Countdown("  evaluating the head", splits.num_examples(run.builder, split), "images")
     batch_size = -(-batch_size // run.mesh.size) * run.mesh.size  # speed only: a multiple of the devices
     for i, local in enumerate(pipeline.eval_batches(run.builder, split=split, global_batch_size=batch_size,
                                                     image_size=run.config.data.image_size,
@@ -82,6 +81,8 @@ def _evaluate(run, features, params, head, split: str, batch_size: int) -> float
                       for a in (predict(head, params, batch["image"], i), batch["label"], batch["mask"]))
         correct += int(((pred == y) & m).sum())
         total += int(m.sum())
+        countdown.update(total)
+    countdown.finish(f"{total} images")
     return 100.0 * correct / total
 
 
@@ -116,7 +117,8 @@ def train_and_evaluate(run, features, params, *, num_classes: int, state_path: s
     opt, start_step = tx.init({"w": head["w"], "b": head["b"]}), 0
     if epath.Path(state_path).exists():
         head, opt, start_step = _restore(state_path, head, opt)
-        print(f"  resuming the probe at step {start_step}/{total}", flush=True)
+        if jax.process_index() == 0:
+            print(f"  resuming the probe at step {start_step}/{total}", flush=True)
     if start_step:
         stream = pipeline.train_iterator(run.builder, split=config.data.train_split, global_batch_size=batch,
                                          image_size=config.data.image_size, augment="random_resized_crop", flip=True,
@@ -124,7 +126,8 @@ def train_and_evaluate(run, features, params, *, num_classes: int, state_path: s
     else:
         stream = _chain(first, stream)
     step_fn, watch = make_step(features, tx), preemption.PreemptionWatch()
-    start, correct, seen, losses = time.perf_counter(), 0, 0, []
+    correct, seen, losses = 0, 0, []
+    countdown = timings.Countdown("  probe", total, "steps", quiet=True)  # the epoch lines' ETA
     last_epoch = total - steps_per_epoch
     try:
         for i in range(start_step, total):
@@ -133,12 +136,16 @@ def train_and_evaluate(run, features, params, *, num_classes: int, state_path: s
             done = i + 1
             if i >= last_epoch:  # the train accuracy is the last epoch's (summed on device, read once)
                 correct, seen = correct + hits, seen + batch
+            if done == start_step + 1:  # the first step compiled and started the input pipeline: not in the ETA
+                jax.block_until_ready(loss)
+                countdown.update(done)
             if done % steps_per_epoch == 0 or done == total:
                 losses.append(float(loss))
-                rate = (done - start_step) / (time.perf_counter() - start)
+                countdown.update(done)
+                eta = countdown.eta_s(done)
                 if jax.process_index() == 0:
-                    print(f"  probe epoch {done // steps_per_epoch}/{p.epochs}  loss {float(loss):.4f}  "
-                          f"ETA {(total - done) / rate / 60:.1f} min", flush=True)
+                    print(f"  probe epoch {done // steps_per_epoch}/{p.epochs}  loss {float(loss):.4f}"
+                          + ("" if eta is None else f"  ETA {timings.format_duration(eta)}"), flush=True)
             stop = watch.reached(done)
             if jax.process_index() == 0 and done < total and (stop or done % p.checkpoint_every == 0):
                 _save(state_path, head, opt, done)

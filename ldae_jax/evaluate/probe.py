@@ -24,10 +24,18 @@ from ldae_jax.train import state as state_lib
 BASELINES = ("random_init", "pixels")
 
 
+def probed_block(config, encoder_depth: int) -> int:
+    """The block whose output the probe reads, counted from 1 as the paper's "output of block k" (Appendix A):
+    `probe.block`, whose 0 stands for the encoder's last block (`model.encoder_depth`). The console's table and
+    probe.json's `protocol.block` give this number, never the 0."""
+    return config.probe.block or encoder_depth
+
+
 def describe(config, step: int, encoder_depth: int) -> dict:
     p = config.probe
     return {
-        "l-DAE": f"l-DAE, step {step}, t={p.t} {'noisy' if p.noisy else 'clean'}, block {p.block or encoder_depth}",
+        "l-DAE": f"l-DAE, step {step}, t={p.t} {'noisy' if p.noisy else 'clean'}, "
+                 f"block {probed_block(config, encoder_depth)}",
         "random_init": "same network, random init",
         "pixels": "raw pixels",
     }
@@ -97,7 +105,7 @@ def run_probe(exp, output: str = "probe.json") -> dict:
                     base_lr=p.base_lr, optimizer=p.optimizer, seed=config.seed)
             with timings.phase(f"{name}: kNN"):
                 out["knn_top1"] = knn.knn_top1(train, test, num_classes=num_classes, k=config.knn.k,
-                                               temperature=config.knn.temperature)
+                                               temperature=config.knn.temperature, progress="  kNN")
                 out["knn_examples"] = [len(train[1]), len(test[1])]
             dim = int(train[0].shape[1])
         out["seconds"] = time.perf_counter() - start
@@ -107,7 +115,8 @@ def run_probe(exp, output: str = "probe.json") -> dict:
             print(f"  top-1 {out['test_top1']:.2f}% (train {out['train_top1']:.2f}%), kNN {out['knn_top1']:.2f}% "
                   f"in {out['seconds']:.0f}s", flush=True)
 
-    summary = {"step": step, "protocol": dict(p), "knn": dict(config.knn), "results": results}
+    protocol = {**dict(p), "block": probed_block(config, run.model_cfg.encoder_depth)}
+    summary = {"step": step, "protocol": protocol, "knn": dict(config.knn), "results": results}
     if jax.process_index() == 0:
         (epath.Path(workdir) / output).write_text(json.dumps(summary, indent=2))
         print(format_table(summary, describe(config, step, run.model_cfg.encoder_depth)))

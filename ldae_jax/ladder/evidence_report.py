@@ -201,7 +201,7 @@ def plot_trend(series_by_metric: dict, title: str, path: str) -> str:
 def plot_knn_curves(records: list[dict], rows: list[str], path: str, knn) -> str | None:
     """kNN top-1 against the step during pre-training: per row, the mean over seeds at its largest budget."""
     plt = png.pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
     drawn = False
     for i, row in enumerate(rows):
         mine = [r for r in records if r["row"] == row and r["knn_curve"]]
@@ -223,8 +223,9 @@ def plot_knn_curves(records: list[dict], rows: list[str], path: str, knn) -> str
     ax.set_xlabel("pre-training step", fontsize=8)
     ax.set_ylabel(f"kNN top-1 (%), {knn.train_examples} train vs {knn.test_examples} test", fontsize=8)
     ax.set_title("representation quality during pre-training (weighted kNN, k=20)", fontsize=9)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside: never on a curve
     fig.tight_layout()
     return png.save_figure(fig, path)
 

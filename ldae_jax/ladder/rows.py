@@ -199,9 +199,13 @@ def _block(k):
     return apply
 
 
-# Blocks k of the 24-block network (k/24 of the depth at small scale: 6, 12, 18, 24 -> 1, 2, 3, 4 of 4).
+# Blocks k of the 24-block network (k/24 of the depth at small scale: 6, 12, 18, 24 -> 1, 2, 3, 4 of 4). Blocks
+# count from 1 as the paper's "output of block k" and probe.block do: the label gives both scales' k, which is the
+# number probe.json's protocol.block and the probe's console table show at that scale.
 for _k, _top1 in {6: None, 12: 64.5, 18: None, 24: None}.items():
-    _row(f"a.block{_k}", "t3.step5", f"probe the output of block {_k} of 24", _top1, _block(_k))
+    _where = {12: ", the encoder's last", 24: ", the decoder's last"}.get(_k, "")
+    _row(f"a.block{_k}", "t3.step5", f"probe the output of block {_k} of 24 (small scale: {_k // 6} of 4{_where})",
+         _top1, _block(_k))
 
 
 # Table 4 at small scale: l-DAE against MAE on the same data, encoder and probe. The MAE rows keep the l-DAE row's

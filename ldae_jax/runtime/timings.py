@@ -7,6 +7,10 @@ saved as `timings.json`, so the next optimisation is chosen from data, not guess
     print(t.table())
 
 Outside `record()` a phase costs one clock read and records nothing.
+
+`Countdown` is the console's side of a stage while it runs: `NAME: n/N UNIT (p%), ETA ...` lines, rate-limited, and
+a done line with the stage's time (the PCA's patches, the probe's features and head, kNN, FID, fine-tuning's
+evaluation), on process 0 only.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import json
 import os
 import time
+from typing import Callable
 
 from ldae_jax.runtime import atomic
 
@@ -136,3 +141,101 @@ def startup_seconds() -> float | None:
 def write(timings: Timings, path) -> None:
     """`timings.json`: replaced whole, like every file a run writes."""
     atomic.write(path, json.dumps(timings.as_json(), indent=2))
+
+
+def format_duration(seconds: float) -> str:
+    """'4m05s', or '1h02m' from an hour."""
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def format_seconds(seconds: float) -> str:
+    """A stage's time: '3.2s' under a minute, else as format_duration."""
+    return f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
+
+
+def _is_main_process() -> bool:
+    import jax  # here, so that importing timings stays light
+
+    return jax.process_index() == 0
+
+
+class Countdown:
+    """The console lines of one stage of `total` units of work (images, patches, epochs): what it is doing and
+    when it will be done. Printed by process 0 only, on stdout (never in metrics.jsonl).
+
+        countdown = timings.Countdown("  train features", 60000, "images")
+        for ...:
+            countdown.update(done)                  # the units done so far; prints a line when one is due
+        countdown.finish(f"{n} x {dim}")            # '  train features: 60000 x 128 in 12.3s'
+
+    `NAME: n/N UNIT (p%), ETA 1m05s` lines are rate-limited: the first once `first_s` seconds have passed since
+    the first unit was done (a stage shorter than that prints only its done line), then at most one per `every_s`
+    seconds and only when
+    another 10% of the work is done or a minute has passed since the last line. `announce` prints a line first,
+    `NAME: N UNIT ...` (or `NAME: ANNOUNCE ...` for a string), for a stage whose first unit is slow (the input
+    pipeline's start, a compilation), which would otherwise pass without a line.
+    The ETA is the rest of the work at the rate since the first update: the first unit carries the stage's
+    one-off costs (compilation, the input pipeline's start), which are not the rate of the rest.
+    """
+
+    def __init__(self, name: str, total: int, unit: str = "", *, announce: bool | str = False, first_s: float = 3.0,
+                 every_s: float = 10.0, quiet: bool = False, clock: Callable[[], float] = time.perf_counter,
+                 out: Callable[[str], None] | None = None):
+        """`quiet`: no lines, only the ETA (`eta_s`) for a caller that prints its own; `out`: where lines go
+        (default: print on process 0, nothing elsewhere)."""
+        self.name, self.total, self.unit = name, max(int(total), 0), unit
+        self.first_s, self.every_s, self.clock = first_s, every_s, clock
+        if quiet:
+            out = lambda line: None  # noqa: E731
+        self.out = out if out is not None else (
+            (lambda line: print(line, flush=True)) if _is_main_process() else (lambda line: None))
+        self.start = clock()
+        self.first: tuple[int, float] | None = None  # (units, time) at the first update
+        self.last_line: tuple[int, float] | None = None  # (units, time) at the last line printed
+        if announce:
+            what = announce if isinstance(announce, str) else f"{self.total}{' ' + unit if unit else ''}"
+            self.out(f"{name}: {what} ...")
+
+    def eta_s(self, done: int, now: float | None = None) -> float | None:
+        """Seconds left at the rate since the first update; None before a second update."""
+        now = self.clock() if now is None else now
+        if self.first is None or done <= self.first[0] or now <= self.first[1]:
+            return None
+        rate = (done - self.first[0]) / (now - self.first[1])
+        return max(self.total - done, 0) / rate
+
+    def line(self, done: int, now: float | None = None) -> str:
+        """`NAME: n/N UNIT (p%), ETA 1m05s` (no ETA before the second update)."""
+        eta = self.eta_s(done, now)
+        pct = 100 * done / self.total if self.total else 100.0
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.name}: {done}/{self.total}{unit} ({pct:.0f}%)" + (
+            "" if eta is None else f", ETA {format_duration(eta)}")
+
+    def due(self, done: int, now: float) -> bool:
+        if done >= self.total or self.first is None or done <= self.first[0]:
+            return False  # the done line follows; no rate yet
+        if self.last_line is None:  # the first ETA from a rate measured over `first_s` at least
+            return now - self.first[1] >= self.first_s
+        since_units, since_s = done - self.last_line[0], now - self.last_line[1]
+        return since_s >= self.every_s and (since_units >= 0.1 * self.total or since_s >= 6 * self.every_s)
+
+    def update(self, done: int) -> None:
+        """`done` units of the stage are done (a count, not an increment); prints a line when one is due."""
+        now = self.clock()
+        if self.first is None:
+            self.first = (done, now)
+            return
+        if self.due(done, now):
+            self.out(self.line(done, now))
+            self.last_line = (done, now)
+
+    def finish(self, summary: str | None = None) -> float:
+        """Prints `NAME: SUMMARY in 12.3s` (SUMMARY by default `N UNIT`) and returns the stage's seconds."""
+        seconds = self.clock() - self.start
+        summary = summary if summary is not None else f"{self.total} {self.unit}".strip()
+        self.out(f"{self.name}: {summary} in {format_seconds(seconds)}")
+        return seconds

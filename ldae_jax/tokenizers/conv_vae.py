@@ -25,7 +25,7 @@ from etils import epath
 from flax import nnx
 
 from ldae_jax.errors import DivergenceError, Preempted, UserError
-from ldae_jax.runtime import hosts as hosts_lib, preemption
+from ldae_jax.runtime import hosts as hosts_lib, preemption, timings
 from ldae_jax.tokenizers import files, kind, perceptual
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
@@ -208,19 +208,27 @@ def train(batches_from, cfg: ConvVAEConfig, *, steps: int, lr: float, kl_weight:
     state, first = (vae_p, disc_p, opt, dopt), 0
     if checkpoint_path and epath.Path(checkpoint_path).exists():
         state, first = _restore(checkpoint_path, state, recipe)
-        print(f"conv VAE: resuming from step {first} ({checkpoint_path})", flush=True)
+        if jax.process_index() == 0:
+            print(f"conv VAE: resuming from step {first} ({checkpoint_path})", flush=True)
     vae_p, disc_p, opt, dopt = state
     key, start, logs = jax.random.key(seed), time.perf_counter(), {}
+    countdown = timings.Countdown("conv VAE", steps, "steps", quiet=True)  # the step lines' ETA
     batches = batches_from(first)
     for i in range(first, steps):
         adv_on = jnp.float32(use_adv and i >= adversarial_start)
         vae_p, disc_p, opt, dopt, logs = step(vae_p, disc_p, opt, dopt, next(batches), jax.random.fold_in(key, i),
                                               adv_on)
         done = i + 1
+        if done == first + 1:  # the first step compiled: not in the ETA
+            jax.block_until_ready(logs)
+            countdown.update(done)
         if log_every and done % log_every == 0:
             shown = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-            rate = (done - first) / (time.perf_counter() - start)
-            print(f"conv VAE step {done}/{steps}  {shown}  ETA {(steps - done) / rate / 60:.1f} min", flush=True)
+            countdown.update(done)
+            eta = countdown.eta_s(done)
+            if jax.process_index() == 0:
+                print(f"conv VAE step {done}/{steps}  {shown}"
+                      + ("" if eta is None else f"  ETA {timings.format_duration(eta)}"), flush=True)
         preempted = stop is not None and stop(done)
         due = preempted or (checkpoint_every and done % checkpoint_every == 0)
         if checkpoint_path and done < steps and due and jax.process_index() == 0:
@@ -362,9 +370,9 @@ def load_or_fit(config, workdir: str, builder) -> ConvVAETokenizer:
                 checkpoint_path=state_path, checkpoint_every=r.checkpoint_every, stop=watch.reached)
         finally:
             watch.close()
-        print(f"conv VAE: trained {r.steps} steps in {logs['seconds']:.0f}s; reconstruction MSE "
-              f"{logs['recon']:.4f}", flush=True)
         if jax.process_index() == 0:
+            print(f"conv VAE: trained {r.steps} steps in {logs['seconds']:.0f}s; reconstruction MSE "
+                  f"{logs['recon']:.4f}", flush=True)
             save(tok, path)
             if epath.Path(state_path).exists():
                 epath.Path(state_path).unlink()

@@ -21,7 +21,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ldae_jax.errors import DivergenceError, UserError
-from ldae_jax.runtime import hosts as hosts_lib, preemption
+from ldae_jax.runtime import hosts as hosts_lib, preemption, timings
 from ldae_jax.tokenizers import files, kind
 from ldae_jax.tokenizers.patches import patchify, unpatchify
 from ldae_jax.tokenizers.pca import PCAMismatchError
@@ -120,10 +120,14 @@ def train(patches: np.ndarray, *, patch_size: int, channels: int, d: int, variat
 
     opt_state = opt.init(params)
     start = time.perf_counter()
+    countdown = timings.Countdown("patch VAE" if variational else "patch AE", steps, "steps")
     for i in range(steps):
         if i % 100 == 0:
             preemption.stop_here("the patch AE's training")
         params, opt_state, loss, recon = step(params, opt_state, jax.random.fold_in(key, i))
+        if i == 0 or (i + 1) % 100 == 0:
+            jax.block_until_ready(loss)  # the steps done, not the steps dispatched
+            countdown.update(i + 1)
     if not np.isfinite(float(loss)):
         raise DivergenceError(f"patch AE training diverged (loss {float(loss)}); lower tokenizer.patch_ae.lr")
     mu = np.asarray(x_all @ params["encoder"])
@@ -182,15 +186,17 @@ def _train(config, builder, channels: int) -> PatchAE:
     t, r = config.tokenizer, config.tokenizer.patch_ae
     from ldae_jax.tokenizers import pca_fit  # here: it reads data through TensorFlow, which the train step needs not
 
-    patches = np.concatenate(list(pca_fit.host_patches(config, builder))).astype(np.float32)
+    patches = np.concatenate(list(pca_fit.host_patches(config, builder, progress=t.kind))
+                             ).astype(np.float32)
     ae, report = train(patches, patch_size=t.patch_size, channels=channels, d=t.d, variational=t.kind == "patch_vae",
                        steps=r.steps, batch_size=r.batch_size, lr=r.lr, kl_weight=r.kl_weight, seed=config.seed)
     if jax.process_count() > 1:
         arrays = multihost_utils.broadcast_one_to_all({k: np.asarray(getattr(ae, k)) for k in _ARRAY_FIELDS})
         ae = PatchAE(**{k: np.asarray(v) for k, v in arrays.items()}, patch_size=ae.patch_size,
                      channels=ae.channels, d=ae.d, variational=ae.variational)
-    print(f"{t.kind}: trained {r.steps} steps on {patches.shape[0]} patches of {t.patch_size}x{t.patch_size}x"
-          f"{channels} in {report['seconds']:.1f}s; reconstruction MSE {report['recon_mse']:.4f}", flush=True)
+    if jax.process_index() == 0:
+        print(f"{t.kind}: trained {r.steps} steps on {patches.shape[0]} patches of {t.patch_size}x{t.patch_size}x"
+              f"{channels} in {report['seconds']:.1f}s; reconstruction MSE {report['recon_mse']:.4f}", flush=True)
     return ae
 
 

@@ -26,13 +26,18 @@ PATCHES_PER_IMAGE = 16
 FIT_BATCH = 256
 
 
-def host_patches(config, builder):
-    """This host's share of `config.tokenizer.num_patches` random grid-aligned patches [n, D] in [-1, 1], by batch."""
+def host_patches(config, builder, progress: str | None = None):
+    """This host's share of `config.tokenizer.num_patches` random grid-aligned patches [n, D] in [-1, 1], by batch;
+    `progress` names the stage in the console's `NAME: n/N patches (p%), ETA ...` lines (None: no lines)."""
     p, hosts = config.tokenizer.patch_size, jax.process_count()
     n = math.ceil(config.tokenizer.num_patches / hosts)  # this host's share
     grid = (config.data.image_size // p) ** 2
     per_image = min(PATCHES_PER_IMAGE, grid)
     batch = min(FIT_BATCH, splits.num_examples(builder, config.data.train_split) // hosts)
+    # Process 0's count stands for all: every host samples its share at about the same pace.
+    total = config.tokenizer.num_patches
+    countdown = timings.Countdown(progress or "", total, "patches", quiet=progress is None,
+                                  announce=f"sampling {total} patches of {p}x{p} from {config.data.train_split}")
     stream = pipeline.train_iterator(
         builder, split=config.data.train_split, global_batch_size=batch * hosts,
         image_size=config.data.image_size, augment="center_crop", flip=False, seed=config.seed,
@@ -46,6 +51,7 @@ def host_patches(config, builder):
         take = min(n - done, per_image * images.shape[0])
         done += take
         yield pca_lib.sample_patches(images, p, take, rng)
+        countdown.update(min(done * hosts, total))
 
 
 def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
@@ -54,18 +60,19 @@ def fit_from_dataset(config, builder) -> pca_lib.PatchPCA:
     acc = pca_lib.CovarianceAccumulator(p * p * channels)
     start = time.perf_counter()
     with timings.phase("sampling patches"):
-        for patches in host_patches(config, builder):
+        for patches in host_patches(config, builder, progress="PCA"):
             acc.update(patches)
     acc.count = int(hosts_lib.sum_float64(np.array(acc.count)))
     acc.total, acc.outer = hosts_lib.sum_float64(acc.total), hosts_lib.sum_float64(acc.outer)
     fitted = pca_lib.fit(acc, patch_size=p, channels=channels, d=config.tokenizer.d, whiten=config.tokenizer.pca.whiten)
     hosts_lib.check_same_on_all_hosts(fitted.content_hash(), "the fitted PCA basis")
-    print(
-        f"PCA: fitted on {acc.count} patches of {p}x{p}x{channels} in {time.perf_counter() - start:.1f}s; "
-        f"top-{config.tokenizer.d} of {p * p * channels} dims explain {100 * pca_lib.explained_variance(fitted):.1f}% "
-        "of the variance",
-        flush=True,
-    )
+    if jax.process_index() == 0:
+        print(
+            f"PCA: fitted on {acc.count} patches of {p}x{p}x{channels} in {time.perf_counter() - start:.1f}s; "
+            f"top-{config.tokenizer.d} of {p * p * channels} dims explain "
+            f"{100 * pca_lib.explained_variance(fitted):.1f}% of the variance",
+            flush=True,
+        )
     return fitted
 
 

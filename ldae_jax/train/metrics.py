@@ -12,7 +12,7 @@ import jax
 from clu import metric_writers, parameter_overview
 from etils import epath
 
-from ldae_jax.runtime import atomic
+from ldae_jax.runtime import atomic, timings
 from ldae_jax.train import sharding
 
 
@@ -88,27 +88,39 @@ def describe_state(abstract_state, shardings, mesh, workdir: str) -> str:
     )
 
 
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+format_duration = timings.format_duration
 
 
 class Progress:
-    """Steps/s, images/s and ETA measured between calls to `report` (the first interval includes compile)."""
+    """Steps/s, images/s and ETA of training alone, measured between calls to `report`.
 
-    def __init__(self, total_steps: int, global_batch: int, start_step: int):
-        self.total, self.batch = total_steps, global_batch
-        self.last_step, self.last_time = start_step, time.perf_counter()
+    One-off work stays out of them: the train step is compiled before the clock starts (pretrain._compile), the
+    clock restarts once the first step has finished (`started`: its batch started the input pipeline, its call
+    compiled the step where it was not compiled ahead, allocated buffers), and `exclude` takes other work (an
+    evaluation) out of the current interval. A report at the first step itself has only the first step's rate.
+    """
+
+    def __init__(self, total_steps: int, global_batch: int, start_step: int, clock=time.perf_counter):
+        self.total, self.batch, self.clock = total_steps, global_batch, clock
+        self.last_step, self.last_time = start_step, clock()
+        self.first_rate = None  # steps/s of the first step, one-off costs included
+
+    def started(self, step: int) -> None:
+        """The first step (up to `step`) has finished: the intervals are measured from now."""
+        now = self.clock()
+        self.first_rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
 
     def exclude(self, seconds: float) -> None:
         """Leave `seconds` of other work (an evaluation) out of the current interval."""
         self.last_time += seconds
 
     def report(self, step: int) -> dict:
-        now = time.perf_counter()
-        steps_per_s = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        now = self.clock()
+        if step > self.last_step:
+            steps_per_s = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        else:  # nothing since the first step
+            steps_per_s = self.first_rate or 0.0
         self.last_step, self.last_time = step, now
         return {
             "steps_per_s": steps_per_s,

@@ -100,6 +100,7 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
     try:
         if start < end:  # compiled before the first step, so its time is neither in the ETA nor a silent pause
             step_fn = _compile(step_fn, train_state, exp, tc.batch_size)
+            float(lr_fn(start))  # the schedule's eager ops compile at their first call: not in the first interval
         progress = metrics.Progress(total_steps, tc.batch_size, start)
         for step in range(start, end):
             asked = time.perf_counter()
@@ -109,6 +110,9 @@ def train(exp, *, stop_after: int | None = None, allow_config_change: bool = Fal
             train_state, step_metrics = step_fn(train_state, batch["image"], batch["label"])
             pending.append(step_metrics)
             done = step + 1
+            if step == start:  # the first batch started the input pipeline: one-off, not in images/s or the ETA
+                jax.block_until_ready(step_metrics)
+                progress.started(done)
             preempted = watch.reached(done)
             save = done % tc.checkpoint_every == 0 or done == end or preempted
             knn_due = monitor.due(done) and not preempted

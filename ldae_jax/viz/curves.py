@@ -24,8 +24,22 @@ def _read_json(path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _steps_axis(ax, last_step: int) -> None:
+    """Every panel against the step from 0 to the run's last logged step: one x axis along the row."""
+    ax.set_xlim(0, max(last_step, 1) * 1.03)
+    ax.set_xlabel("step", fontsize=8)
+    ax.xaxis.set_major_locator(_integer_ticks())
+
+
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True, nbins=5)
+
+
 def _plot_row(axes, lines: list[dict], what: str, note: str = "") -> None:
     """Loss (log scale when it spans more than 10x), learning rate and images/s against the step."""
+    last = max(m["step"] for m in lines)
     for ax, key, label, log in ((axes[0], "loss", "loss", True), (axes[1], "lr", "learning rate", False),
                                 (axes[2], "images_per_s", "images / s", False)):
         steps = [m["step"] for m in lines if key in m]  # an evaluation's line has no loss
@@ -35,9 +49,15 @@ def _plot_row(axes, lines: list[dict], what: str, note: str = "") -> None:
             continue
         ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3)
         ax.set_title(f"{what}: {label}" + (f"\n{note}" if note and key == "loss" else ""), fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        _steps_axis(ax, last)
         if log and min(values) > 0 and max(values) > 10 * min(values):
             ax.set_yscale("log")
+        if key == "lr":  # '2.0e-04' on each tick: an offset text ('1e-4') above the axis would meet the title
+            from matplotlib.ticker import FuncFormatter
+
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
+        if key == "images_per_s":
+            ax.set_ylim(bottom=0)  # throughput from 0: a dip reads as its true share
         ax.grid(alpha=0.3)
 
 
@@ -49,7 +69,7 @@ def _plot_knn(ax, lines: list[dict], probe: dict | None) -> None:
     if final is not None:
         ax.plot([probe["step"]], [final], marker="*", ms=9, ls="", label=f"all features, after: {final:.1f}%")
     ax.set_title("pre-training: kNN top-1 (%)", fontsize=9)
-    ax.set_xlabel("step", fontsize=8)
+    _steps_axis(ax, max([m["step"] for m in lines] + ([probe["step"]] if final is not None else [])))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 
@@ -61,6 +81,7 @@ def _plot_probe(ax, probe: dict) -> None:
             ax.plot(range(1, len(losses) + 1), losses, label=f"{name}: {result['test_top1']:.1f}%")
     ax.set_title(f"linear probe (step {probe.get('step', '?')}): train loss", fontsize=9)
     ax.set_xlabel("epoch", fontsize=8)
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.legend(fontsize=7, title="test top-1", title_fontsize=7)
     ax.grid(alpha=0.3)
 

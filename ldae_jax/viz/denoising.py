@@ -126,7 +126,8 @@ def write_denoising_figure(exp, *, num_images: int = 3, sigmas=(0.25, 0.5, 1.0, 
             state_lib.model_graph(run.model_cfg), params, exp.tokenizer, run.schedule, run.objective,
             images, sigmas, seed=config.seed,
         )
-        title = f"step {step}: noise in a d={exp.tokenizer.d} {config.tokenizer.kind} latent"
+        title = (f"step {step}: the model's denoising of noise in a d={exp.tokenizer.d} "
+                 f"{png.kind_name(config.tokenizer.kind)} latent, next to the same σ in pixels")
         plot_denoising(panels, sigmas, path, title=title)
         png.to_tensorboard(workdir, step, "denoising", path)
     return str(path)

@@ -73,5 +73,6 @@ def write_filters_figure(config, workdir: str, path: str) -> str:
     filters, captions, p, channels = load_basis(config, workdir)
     kind = config.tokenizer.kind
     what = "principal directions, % of patch variance" if kind == "pca" else "decoder rows"
-    title = f"{kind} basis, d={filters.shape[0]} of D={p * p * channels} ({p}x{p}x{channels} patches; {what})"
+    title = (f"{png.kind_name(kind)} basis, d={filters.shape[0]} of D={p * p * channels} "
+             f"({p}x{p}x{channels} patches; {what})")
     return plot_filters(filters, captions, path, title)

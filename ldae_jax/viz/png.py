@@ -10,6 +10,15 @@ from etils import epath
 from ldae_jax.runtime import atomic
 
 
+KIND_NAMES = {"pca": "PCA", "patch_ae": "patch AE", "patch_vae": "patch VAE", "conv_vae": "conv VAE",
+              "pixel": "pixel"}
+
+
+def kind_name(kind: str) -> str:
+    """A tokenizer kind as a figure's title writes it ('pca' -> 'PCA')."""
+    return KIND_NAMES.get(kind, kind)
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend (no display needed); imported when first drawn."""
     import matplotlib
