@@ -5,6 +5,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import time
 
@@ -170,7 +171,10 @@ def test_another_source_directory_remakes_the_copy_once(small, tmp_path, monkeyp
     small(tmp_path / "a", seed=0)
     contents_b = small(tmp_path / "b", seed=1)
     fashion_mnist.prepared_builder(data, source_dir=str(tmp_path / "a"))
-    capsys.readouterr()
+    first = capsys.readouterr()  # one line of ours, none of TFDS's ('Downloading and preparing ...', its bars)
+    assert re.fullmatch(rf"Fashion-MNIST: preparing a TFDS copy of {tmp_path / 'a'} in {data} \(once, about 10 s\) "
+                        r"\.\.\. [0-9.]+s\n", first.out), first.out
+    assert "Generating" not in first.err and "Downloading" not in first.err + first.out
     monkeypatch.setenv(fashion_mnist.SOURCE_DIR_ENV, str(tmp_path / "b"))
     builder = fashion_mnist.prepared_builder(data)
     assert capsys.readouterr().out.splitlines() == [  # one line: which source, and why

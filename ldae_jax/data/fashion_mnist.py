@@ -20,6 +20,7 @@ import io
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -335,13 +336,19 @@ def _prepare(data_dir: str | None, source_dir: str) -> None:
     record = source_record(source_dir)  # hashed before the files are read: a file written meanwhile is remade
     config = tfds.download.DownloadConfig(try_download_gcs=False)
     path = target.data_path
-    if not path.exists():
-        target.download_and_prepare(download_config=config)
+    first = not path.exists()  # a remake has said why, in one line, before
+    if first:
+        print(f"Fashion-MNIST: preparing a TFDS copy of {source_dir} in {target.data_dir_root} (once, about 10 s) ...",
+              end=" ", flush=True)
+    began = time.perf_counter()
+    if first:
+        with _quiet_tfds():
+            target.download_and_prepare(download_config=config)
     else:
         staging = epath.Path(target.data_dir_root) / f"{_staging_prefix(target)}{uuid.uuid4().hex}"
         try:
             staged = FashionMnistLocal(data_dir=os.fspath(staging), source_dir=source_dir)
-            with contextlib.redirect_stdout(io.StringIO()):  # TFDS's lines name the staging folder; ours said why
+            with _quiet_tfds():
                 staged.download_and_prepare(download_config=config)
             _record_path(target).unlink(missing_ok=True)
             path.rename(staging / "replaced")
@@ -349,6 +356,20 @@ def _prepare(data_dir: str | None, source_dir: str) -> None:
         finally:
             staging.rmtree(missing_ok=True)
     _write_record(_record_path(target), record)
+    if first:
+        print(f"{time.perf_counter() - began:.1f}s", flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's preparation without its lines and bars ('Downloading and preparing dataset Unknown size ...': there
+    is no download, and the line above says what happens); an error still raises."""
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(True)
 
 
 def prepared_builder(data_dir: str | None = None, source_dir: str | None = None) -> FashionMnistLocal:
