@@ -1,4 +1,4 @@
-"""The faults a run must survive without losing work, each provoked for real (README "Never losing work" lists
+"""The faults a run must survive without losing work, each provoked for real (docs/durability.md lists
 them): a second run on a busy workdir, saves that fail, folders that cannot be written, torn and repeated
 metrics, signals in every stage, damaged and non-finite files."""
 
