@@ -24,7 +24,7 @@ for extra in "${extras[@]}"; do
       >"$err" 2>&1; then
     echo "[$extra] does not resolve; pip says:"
     progress='^ *(Collecting|Downloading|Obtaining|Processing|Using cached|Preparing|Installing|Getting|Building)'
-    grep -Ev "^\s*\$|$progress|^ *(Looking in|Requirement already)|^WARNING: Location" "$err" |
+    { grep -Ev "^\s*\$|$progress|^ *(Looking in|Requirement already)|^WARNING: Location" "$err" || true; } |
       tail -n 20 | sed 's/^/  /'
     status=1
   elif ! "$PY" - "$extra" "$report" <<'EOF'; then

@@ -22,7 +22,10 @@ def write_probe(root, p, linear, knn, baselines=None, curve=()):
     results = {"l-DAE": {"test_top1": linear, "knn_top1": knn}}
     for name, (lin, kn) in (baselines or {}).items():
         results[name] = {"test_top1": lin, "knn_top1": kn}
-    (workdir / p.probe_file).write_text(json.dumps({"step": 600 * p.budget, "results": results}))
+    (workdir / p.probe_file).write_text(json.dumps({"step": 600 * p.budget, "results": results,
+                                                     "protocol": p.config.probe.to_dict(),
+                                                     "knn": p.config.knn.to_dict()}))
+    (workdir / "config.json").write_text(p.run_config.to_json_best_effort())
     if curve:
         lines = [{"step": s, "loss": 0.1, "steps_per_s": 10.0, "interval_steps": 100} for s in range(100, 601, 100)]
         lines += [{"step": s, "knn_top1": v, "knn_seconds": 0.5} for s, v in curve]
@@ -140,7 +143,14 @@ def test_record_stands_in_for_a_lost_workdir(tmp_path, capsys):
     assert re.search(r"trends@1x +18 done, +0 to run", out) and "18 runs recorded" in out
     evidence.main(["--scale=tiny", f"--workdir={tmp_path / 'fresh'}", f"--report={report}", "--record=", "--dry_run"])
     assert re.search(r"trends@1x +0 done, +18 to run", capsys.readouterr().out)
-    # a run made under another config (here: its hash) is not this plan's: it runs again, its numbers are not used
+    # a workdir's run made under another config is not this plan's: not reported, and the record not stamped
+    p = parts["trends@1x"][0]
+    changed_config = json.loads((tmp_path / "old" / p.run_key / "config.json").read_text())
+    changed_config["train"]["total_steps"] += 1
+    (tmp_path / "old" / p.run_key / "config.json").write_text(json.dumps(changed_config))
+    stale = [r for r in evidence_report.collect(parts, str(tmp_path / "old")) if r["run"] == p.run_key]
+    assert stale and all(r.get("stale") and not r["done"] for r in stale)
+    # a record entry made under another config (here: its hash) is not this plan's: it runs again
     stale = (written[0]["run"], written[0]["probe_file"])
     for r in written:
         if (r["run"], r["probe_file"]) == stale:

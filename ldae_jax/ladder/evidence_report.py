@@ -39,6 +39,7 @@ def collect(parts: dict, root: str, record: record_lib.Record | None = None) -> 
                              complete=record.finished(p), recorded=True)
                 if recorded.get("finetune_config") != record_lib.finetune_hash(p):
                     entry["finetune"] = None  # fine-tuned under another recipe: not this plan's number
+                entry.update(config=recorded["config"], finetune_config=recorded.get("finetune_config"))
             else:
                 logged = metrics.read(epath.Path(workdir) / "metrics.jsonl") if result is not None else []
                 own = p.probe_file == "probe.json"  # a probe-only row shares its run's training: not its numbers
@@ -46,9 +47,14 @@ def collect(parts: dict, root: str, record: record_lib.Record | None = None) -> 
                 entry.update(done=result is not None, complete=runs.is_done(p, root), **(result or {}),
                              knn_curve=curve, **_times(logged if own else []),
                              wall_seconds=runs.wall_seconds(p, root))
-            if entry["done"]:
-                entry["config"] = record_lib.config_hash(p)
-                entry["finetune_config"] = record_lib.finetune_hash(p) if entry.get("finetune") is not None else None
+                if result is not None:  # stamped with what made it, so the record never vouches for another config
+                    entry["config"] = record_lib.made_hash(workdir, p.probe_file)
+                    entry["finetune_config"] = (record_lib.made_finetune_hash(workdir)
+                                                if entry.get("finetune") is not None else None)
+                    if entry["config"] not in (None, record_lib.config_hash(p)):  # another config's: not this plan's
+                        entry.update(done=False, complete=False, stale=True)
+                    elif entry["finetune_config"] not in (None, record_lib.finetune_hash(p)):
+                        entry.update(finetune=None, complete=False)  # fine-tuned under another recipe
             records.append(entry)
     return records
 
@@ -412,7 +418,8 @@ def markdown(parts: dict, records: list[dict], root: str, *, scale: str, command
     if missing:
         by_part = {}
         for r in missing:
-            by_part.setdefault(r["part"], []).append(f"{r['row']}@{r['budget']}x/seed{r['seed']}")
+            stale = " (made under another config: delete its workdir to run it again)" if r.get("stale") else ""
+            by_part.setdefault(r["part"], []).append(f"{r['row']}@{r['budget']}x/seed{r['seed']}{stale}")
         out += [f"- {part}: {len(names)} ({', '.join(names[:12])}{', ...' if len(names) > 12 else ''})"
                 for part, names in by_part.items()]
         out += ["", f"The same command resumes them ({left})."]

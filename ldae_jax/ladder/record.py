@@ -10,6 +10,7 @@ import json
 
 from etils import epath
 
+from ldae_jax import config_lib
 from ldae_jax.errors import UserError
 from ldae_jax.ladder import runs
 from ldae_jax.train import checkpoint
@@ -23,14 +24,40 @@ def _hash(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 
+def _identity(pretrain_config, probe: dict, knn: dict) -> str:
+    """Of what a probe result depends on: the pre-training (the checkpoint's fingerprint), the probe's settings
+    with its block resolved (0 is the encoder's last block, as probe.json writes it) and kNN's (not its cadence)."""
+    probe = {**probe, "block": probe["block"] or pretrain_config.model.encoder_depth}
+    return _hash({"pretrain": checkpoint.config_fingerprint(pretrain_config), "probe": probe,
+                  "knn": {k: v for k, v in knn.items() if k != "every_steps"}})
+
+
 def config_hash(p: runs.PlannedRun) -> str:
-    """Of the run's pre-training (the checkpoint's fingerprint) and the row's probe."""
-    return _hash({"pretrain": checkpoint.config_fingerprint(p.run_config), "probe": p.config.probe.to_dict(),
-                  "knn": {k: v for k, v in p.config.knn.to_dict().items() if k != "every_steps"}})
+    """Of the planned run's pre-training and the row's probe."""
+    return _identity(p.run_config, p.config.probe.to_dict(), p.config.knn.to_dict())
+
+
+def made_hash(workdir: str, probe_file: str) -> str | None:
+    """The same hash of what made a finished result: the workdir's config.json and the probe file's own protocol
+    and kNN settings; None where they cannot be read."""
+    try:
+        made = config_lib.load_config(workdir)
+        probed = json.loads((epath.Path(workdir) / probe_file).read_text())
+        return _identity(made, probed["protocol"], probed["knn"])
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
 
 
 def finetune_hash(p: runs.PlannedRun) -> str:
     return _hash(p.run_config.finetune.to_dict())
+
+
+def made_finetune_hash(workdir: str) -> str | None:
+    """Of the fine-tuning recipe in the workdir's config.json (the run's config), None where it cannot be read."""
+    try:
+        return _hash(config_lib.load_config(workdir).finetune.to_dict())
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
 
 
 class Record:
