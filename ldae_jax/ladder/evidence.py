@@ -17,7 +17,8 @@ Parts, in the order they run (a part's runs are shared with an earlier part's wh
   7. noise@16x   the noise-level pair at 16x, 2 seeds
 Stopping (Ctrl-C, SIGTERM) keeps every finished run and the current run's checkpoint; the same command
 resumes. The committed per-run numbers (docs/ladder_small_runs.json, `--record`) count as finished runs while
-their config is unchanged, so a fresh checkout runs only what the record lacks. The expected time is printed first, from this machine's finished runs when there are some.
+their config is unchanged, so a fresh checkout runs only what the record lacks. The expected time is printed
+first, from the finished runs' wall times when there are some.
 """
 
 from __future__ import annotations

@@ -48,9 +48,8 @@ def collect(parts: dict, root: str, record: record_lib.Record | None = None) -> 
                              knn_curve=curve, **_times(logged if own else []),
                              wall_seconds=runs.wall_seconds(p, root))
                 if result is not None:  # stamped with what made it, so the record never vouches for another config
-                    entry["config"] = record_lib.made_hash(workdir, p.probe_file)
-                    entry["finetune_config"] = (record_lib.made_finetune_hash(workdir)
-                                                if entry.get("finetune") is not None else None)
+                    entry["config"], tuned = record_lib.made_hashes(workdir, p.probe_file)
+                    entry["finetune_config"] = tuned if entry.get("finetune") is not None else None
                     if entry["config"] not in (None, record_lib.config_hash(p)):  # another config's: not this plan's
                         entry.update(done=False, complete=False, stale=True)
                     elif entry["finetune_config"] not in (None, record_lib.finetune_hash(p)):

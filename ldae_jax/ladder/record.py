@@ -37,27 +37,19 @@ def config_hash(p: runs.PlannedRun) -> str:
     return _identity(p.run_config, p.config.probe.to_dict(), p.config.knn.to_dict())
 
 
-def made_hash(workdir: str, probe_file: str) -> str | None:
-    """The same hash of what made a finished result: the workdir's config.json and the probe file's own protocol
-    and kNN settings; None where they cannot be read."""
+def made_hashes(workdir: str, probe_file: str) -> tuple[str | None, str | None]:
+    """The same hashes of what made a finished result: (of the workdir's config.json with the probe file's own
+    protocol and kNN settings, of that config's fine-tuning recipe); (None, None) where they cannot be read."""
     try:
         made = config_lib.load_config(workdir)
         probed = json.loads((epath.Path(workdir) / probe_file).read_text())
-        return _identity(made, probed["protocol"], probed["knn"])
+        return _identity(made, probed["protocol"], probed["knn"]), _hash(made.finetune.to_dict())
     except (OSError, ValueError, KeyError, TypeError, UserError):
-        return None
+        return None, None
 
 
 def finetune_hash(p: runs.PlannedRun) -> str:
     return _hash(p.run_config.finetune.to_dict())
-
-
-def made_finetune_hash(workdir: str) -> str | None:
-    """Of the fine-tuning recipe in the workdir's config.json (the run's config), None where it cannot be read."""
-    try:
-        return _hash(config_lib.load_config(workdir).finetune.to_dict())
-    except (OSError, ValueError, KeyError, TypeError, UserError):
-        return None
 
 
 class Record:
